@@ -1,0 +1,62 @@
+//! Every way a simplejwt flow can refuse, mapped one-to-one to the bodies
+//! simplejwt sends. The HTTP layer owns the mapping to status codes.
+
+use portcullis_token::{TokenError, TokenType};
+
+use crate::StoreError;
+
+/// One entry of the `messages` list in a protected endpoint's 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenMessage {
+    /// Which class was tried.
+    pub token_type: TokenType,
+    /// Why it failed.
+    pub error: TokenError,
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A token endpoint rejected its token: 401 `{"detail","code":"token_not_valid"}`.
+    #[error("{0}")]
+    Token(#[from] TokenError),
+    /// Login failed: 401 `{"detail":"No active account found with the given credentials"}`.
+    #[error("No active account found with the given credentials")]
+    NoActiveAccount,
+    /// Refresh for a missing or inactive user: 401, no `code`.
+    #[error("No active account found for the given token.")]
+    NoActiveAccountForToken,
+    /// Refresh after a password change (`CHECK_REVOKE_TOKEN`): 401, no `code`.
+    #[error("The user's password has been changed.")]
+    PasswordChangedOnRefresh,
+    /// The verify endpoint found the token blacklisted: 400 `non_field_errors`.
+    #[error("Token is blacklisted")]
+    VerifyBlacklisted,
+    /// No credentials on a protected endpoint.
+    #[error("Authentication credentials were not provided.")]
+    NotAuthenticated,
+    /// `Bearer` with zero or several values.
+    #[error("Authorization header must contain two space-delimited values")]
+    BadAuthorizationHeader,
+    /// No accepted token class validated the token.
+    #[error("Given token not valid for any token type")]
+    NoValidTokenType(Vec<TokenMessage>),
+    /// The token has no `USER_ID_CLAIM`.
+    #[error("Token contained no recognizable user identification")]
+    NoUserIdentification,
+    /// The token's user does not exist.
+    #[error("User not found")]
+    UserNotFound,
+    /// The token's user is inactive.
+    #[error("User is inactive")]
+    UserInactive,
+    /// `CHECK_REVOKE_TOKEN` and the password changed since issue.
+    #[error("The user's password has been changed.")]
+    PasswordChanged,
+    /// The storage failed: 500, logged, never shown.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something else failed inside (signing, hashing): 500, logged.
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,18 @@
+//! The portcullis domain: users, password hashing, the storage contract and
+//! the simplejwt flows (obtain, refresh, verify, blacklist, sliding, and
+//! authenticating a request).
+//!
+//! This crate knows nothing of HTTP or SQL: the HTTP layer turns
+//! [`AuthError`] into responses, and a storage crate implements [`Store`].
+
+mod error;
+mod password;
+mod service;
+mod store;
+mod user;
+
+pub use error::{AuthError, TokenMessage};
+pub use password::{HashParams, PasswordHasher, Verified};
+pub use service::{AuthService, AuthSettings, Authenticated, Credentials, TokenPair};
+pub use store::{OutstandingToken, Store, StoreError};
+pub use user::{NewUser, User, Username};

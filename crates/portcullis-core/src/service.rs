@@ -1,0 +1,434 @@
+//! The simplejwt flows, step for step, over a [`Store`] and a
+//! [`TokenEngine`]. Each method cites the simplejwt code it mirrors and
+//! says where portcullis deliberately does better.
+
+use std::sync::Arc;
+
+use md5::{Digest as _, Md5};
+use portcullis_token::{
+    AuthHeader, Token, TokenEngine, TokenError, TokenType, UserIdClaim, parse_authorization,
+};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::{AuthError, OutstandingToken, PasswordHasher, Store, TokenMessage, User};
+
+/// The simplejwt settings that shape the flows (the token shape itself is
+/// in [`portcullis_token::TokenSettings`]).
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `ROTATE_REFRESH_TOKENS`.
+    pub rotate_refresh_tokens: bool,
+    /// `BLACKLIST_AFTER_ROTATION`.
+    pub blacklist_after_rotation: bool,
+    /// `UPDATE_LAST_LOGIN`.
+    pub update_last_login: bool,
+    /// `CHECK_USER_IS_ACTIVE`.
+    pub check_user_is_active: bool,
+    /// `CHECK_REVOKE_TOKEN`.
+    pub check_revoke_token: bool,
+    /// `REVOKE_TOKEN_CLAIM`.
+    pub revoke_token_claim: String,
+    /// `AUTH_TOKEN_CLASSES`, in the order they are tried.
+    pub auth_token_classes: Vec<TokenType>,
+    /// `AUTH_HEADER_TYPES`; the first names the `WWW-Authenticate` scheme.
+    pub auth_header_types: Vec<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            rotate_refresh_tokens: false,
+            blacklist_after_rotation: false,
+            update_last_login: false,
+            check_user_is_active: true,
+            check_revoke_token: false,
+            revoke_token_claim: "hash_password".to_owned(),
+            auth_token_classes: vec![TokenType::Access],
+            auth_header_types: vec!["Bearer".to_owned()],
+        }
+    }
+}
+
+/// A username and password, whitespace already trimmed.
+#[derive(Debug)]
+pub struct Credentials {
+    /// The `USERNAME_FIELD` value.
+    pub username: String,
+    /// The password.
+    pub password: SecretString,
+}
+
+/// The body of a successful login: refresh first, as simplejwt orders it.
+#[derive(Debug)]
+pub struct TokenPair {
+    /// The refresh token.
+    pub refresh: String,
+    /// The access token.
+    pub access: String,
+}
+
+/// A request that presented a valid token.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user, freshly read.
+    pub user: User,
+    /// The validated token.
+    pub token: Token,
+}
+
+/// The simplejwt flows.
+#[derive(Debug, Clone)]
+pub struct AuthService {
+    engine: TokenEngine,
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    settings: Arc<AuthSettings>,
+}
+
+impl AuthService {
+    /// Wire the flows together.
+    #[must_use]
+    pub fn new(
+        engine: TokenEngine,
+        store: Arc<dyn Store>,
+        hasher: PasswordHasher,
+        settings: AuthSettings,
+    ) -> Self {
+        Self {
+            engine,
+            store,
+            hasher,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The token engine.
+    #[must_use]
+    pub fn engine(&self) -> &TokenEngine {
+        &self.engine
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The password hasher.
+    #[must_use]
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// The flow settings.
+    #[must_use]
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// `TokenObtainPairSerializer.validate`: check the credentials, then
+    /// issue and record a refresh token and derive its access token.
+    #[tracing::instrument(skip_all)]
+    pub async fn obtain_pair(&self, credentials: Credentials) -> Result<TokenPair, AuthError> {
+        let user = self.login(credentials).await?;
+        let refresh = self.issue(TokenType::Refresh, &user).await?;
+        let access = self
+            .engine
+            .access_from_refresh(&refresh)
+            .map_err(internal)?;
+        let pair = TokenPair {
+            refresh: self.encode(&refresh)?,
+            access: self.encode(&access)?,
+        };
+        self.after_login(&user).await?;
+        Ok(pair)
+    }
+
+    /// `TokenObtainSlidingSerializer.validate`.
+    #[tracing::instrument(skip_all)]
+    pub async fn obtain_sliding(&self, credentials: Credentials) -> Result<String, AuthError> {
+        let user = self.login(credentials).await?;
+        let sliding = self.issue(TokenType::Sliding, &user).await?;
+        let token = self.encode(&sliding)?;
+        self.after_login(&user).await?;
+        Ok(token)
+    }
+
+    /// `TokenRefreshSerializer.validate`. Returns the access token and, with
+    /// rotation, the new refresh token.
+    ///
+    /// Better than 5.5.1, as its master branch does: a deleted user or an
+    /// unusable `user_id` is a 401 (5.5.1: a 500), and `CHECK_REVOKE_TOKEN`
+    /// is enforced here too (5.5.1 issues an access token that then fails).
+    /// With `BLACKLIST_AFTER_ROTATION`, blacklisting the presented token is
+    /// the atomic gate: of concurrent refreshes of one token, exactly one
+    /// succeeds (5.5.1 lets them all through).
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, raw: &str) -> Result<(String, Option<String>), AuthError> {
+        let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
+        if let Some(user) = self.token_user(&refresh).await? {
+            if self.settings.check_revoke_token && !self.revoke_claim_matches(&refresh, &user) {
+                self.blacklist_token(&refresh).await?;
+                return Err(AuthError::PasswordChangedOnRefresh);
+            }
+        }
+        let access = self
+            .engine
+            .access_from_refresh(&refresh)
+            .map_err(internal)?;
+        let access = self.encode(&access)?;
+        if !self.settings.rotate_refresh_tokens {
+            return Ok((access, None));
+        }
+        if self.settings.blacklist_after_rotation && !self.blacklist_token(&refresh).await? {
+            return Err(TokenError::Blacklisted.into());
+        }
+        let rotated = self.engine.rotate(&refresh).map_err(internal)?;
+        self.outstand(&rotated).await?;
+        Ok((access, Some(self.encode(&rotated)?)))
+    }
+
+    /// `TokenVerifySerializer.validate`: any token type; the blacklist is
+    /// consulted only with `BLACKLIST_AFTER_ROTATION` (simplejwt's rule,
+    /// kept for compatibility), and then answers a 400.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify(&self, raw: &str) -> Result<(), AuthError> {
+        let token = self.engine.decode(raw.as_bytes())?;
+        token.verify(self.engine.settings(), self.engine.now(), None)?;
+        if self.settings.blacklist_after_rotation {
+            if let Some(jti) = token.jti(self.engine.settings()) {
+                if self.store.is_blacklisted(jti).await? {
+                    return Err(AuthError::VerifyBlacklisted);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `TokenBlacklistSerializer.validate`. Blacklisting twice is refused
+    /// with "Token is blacklisted", as in simplejwt.
+    #[tracing::instrument(skip_all)]
+    pub async fn blacklist(&self, raw: &str) -> Result<(), AuthError> {
+        let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
+        if self.blacklist_token(&refresh).await? {
+            Ok(())
+        } else {
+            Err(TokenError::Blacklisted.into())
+        }
+    }
+
+    /// `TokenRefreshSlidingSerializer.validate`: the token must still be
+    /// within `exp` (simplejwt's rule) and `refresh_exp`; `jti` and
+    /// `refresh_exp` are kept. The user checks of simplejwt's master branch
+    /// apply (5.5.1 has none).
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh_sliding(&self, raw: &str) -> Result<String, AuthError> {
+        let sliding = self.validate_stored(raw, TokenType::Sliding).await?;
+        let settings = self.engine.settings();
+        sliding.check_exp(
+            &settings.sliding_refresh_exp_claim,
+            self.engine.now(),
+            settings.leeway,
+        )?;
+        if let Some(user) = self.token_user(&sliding).await? {
+            if self.settings.check_revoke_token && !self.revoke_claim_matches(&sliding, &user) {
+                self.blacklist_token(&sliding).await?;
+                return Err(AuthError::PasswordChangedOnRefresh);
+            }
+        }
+        self.encode(&self.engine.slide(&sliding))
+    }
+
+    /// `JWTAuthentication.authenticate`: `Ok(None)` for anonymous requests.
+    #[tracing::instrument(skip_all)]
+    pub async fn authenticate(
+        &self,
+        header: Option<&[u8]>,
+    ) -> Result<Option<Authenticated>, AuthError> {
+        let raw = match parse_authorization(header, &self.settings.auth_header_types) {
+            AuthHeader::Anonymous => return Ok(None),
+            AuthHeader::Malformed => return Err(AuthError::BadAuthorizationHeader),
+            AuthHeader::Token(raw) => raw,
+        };
+        let token = self.validated_token(raw).await?;
+        let user = match token.user_id(self.engine.settings()) {
+            UserIdClaim::Missing => return Err(AuthError::NoUserIdentification),
+            // 5.5.1 answers 500 for an id the database cannot coerce.
+            UserIdClaim::Falsy | UserIdClaim::NotAnId => return Err(AuthError::UserNotFound),
+            UserIdClaim::Id(id) => self
+                .store
+                .user_by_id(id)
+                .await?
+                .ok_or(AuthError::UserNotFound)?,
+        };
+        if self.settings.check_user_is_active && !user.is_active {
+            return Err(AuthError::UserInactive);
+        }
+        if self.settings.check_revoke_token && !self.revoke_claim_matches(&token, &user) {
+            return Err(AuthError::PasswordChanged);
+        }
+        Ok(Some(Authenticated { user, token }))
+    }
+
+    /// `JWTAuthentication.get_validated_token`: try each accepted class in
+    /// order and collect why each failed.
+    async fn validated_token(&self, raw: &[u8]) -> Result<Token, AuthError> {
+        let mut messages = Vec::new();
+        for &token_type in &self.settings.auth_token_classes {
+            let attempt = match token_type {
+                TokenType::Access => self.engine.decode(raw).and_then(|token| {
+                    token.verify(self.engine.settings(), self.engine.now(), Some(token_type))?;
+                    Ok(token)
+                }),
+                _ => match std::str::from_utf8(raw) {
+                    Ok(raw) => match self.validate_stored(raw, token_type).await {
+                        Ok(token) => Ok(token),
+                        Err(AuthError::Token(e)) => Err(e),
+                        Err(other) => return Err(other),
+                    },
+                    Err(_) => Err(TokenError::Invalid),
+                },
+            };
+            match attempt {
+                Ok(token) => return Ok(token),
+                Err(error) => messages.push(TokenMessage { token_type, error }),
+            }
+        }
+        Err(AuthError::NoValidTokenType(messages))
+    }
+
+    /// Decode a refresh or sliding token, then simplejwt's `BlacklistMixin.verify`:
+    /// the blacklist first, then `Token.verify`.
+    async fn validate_stored(&self, raw: &str, token_type: TokenType) -> Result<Token, AuthError> {
+        let token = self.engine.decode(raw.as_bytes())?;
+        // 5.5.1 answers 500 here (KeyError on a missing jti).
+        let jti = token.jti(self.engine.settings()).ok_or(TokenError::NoId)?;
+        if self.store.is_blacklisted(jti).await? {
+            return Err(TokenError::Blacklisted.into());
+        }
+        token.verify(self.engine.settings(), self.engine.now(), Some(token_type))?;
+        Ok(token)
+    }
+
+    /// The refresh serializer's user checks (`USER_AUTHENTICATION_RULE`).
+    /// `None` when the token names no user (a falsy or absent claim), which
+    /// simplejwt lets through.
+    async fn token_user(&self, token: &Token) -> Result<Option<User>, AuthError> {
+        match token.user_id(self.engine.settings()) {
+            UserIdClaim::Missing | UserIdClaim::Falsy => Ok(None),
+            UserIdClaim::NotAnId => Err(AuthError::NoActiveAccountForToken),
+            UserIdClaim::Id(id) => match self.store.user_by_id(id).await? {
+                Some(user) if user.is_active || !self.settings.check_user_is_active => {
+                    Ok(Some(user))
+                }
+                _ => Err(AuthError::NoActiveAccountForToken),
+            },
+        }
+    }
+
+    /// `django.contrib.auth.authenticate` plus `USER_AUTHENTICATION_RULE`.
+    /// Unknown users verify a dummy hash; inactive users verify their real
+    /// one: all three failures take the same time.
+    async fn login(&self, credentials: Credentials) -> Result<User, AuthError> {
+        let user = self.store.user_by_username(&credentials.username).await?;
+        let stored = user.as_ref().map(|u| u.password.clone());
+        let verified = self
+            .hasher
+            .verify(credentials.password.clone(), stored)
+            .await
+            .map_err(AuthError::Internal)?;
+        let Some(mut user) = user.filter(|_| verified.matched) else {
+            return Err(AuthError::NoActiveAccount);
+        };
+        if self.settings.check_user_is_active && !user.is_active {
+            return Err(AuthError::NoActiveAccount);
+        }
+        if verified.needs_rehash {
+            // Django's `check_password` upgrades outdated hashes on login.
+            let hash = self
+                .hasher
+                .hash(credentials.password)
+                .await
+                .map_err(AuthError::Internal)?;
+            self.store.set_password(user.id, &hash).await?;
+            user.password = hash;
+        }
+        Ok(user)
+    }
+
+    async fn after_login(&self, user: &User) -> Result<(), AuthError> {
+        if self.settings.update_last_login {
+            self.store
+                .update_last_login(user.id, self.engine.now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `Token.for_user` plus the `OutstandingToken` row.
+    async fn issue(&self, token_type: TokenType, user: &User) -> Result<Token, AuthError> {
+        let mut extra = Vec::new();
+        if self.settings.check_revoke_token {
+            extra.push((
+                self.settings.revoke_token_claim.clone(),
+                Value::String(revoke_claim(user)),
+            ));
+        }
+        let token = self
+            .engine
+            .for_user(token_type, user.id, extra)
+            .map_err(internal)?;
+        self.outstand(&token).await?;
+        Ok(token)
+    }
+
+    async fn outstand(&self, token: &Token) -> Result<(), AuthError> {
+        let record = self.record(token)?;
+        self.store.record_outstanding(&record).await?;
+        Ok(())
+    }
+
+    async fn blacklist_token(&self, token: &Token) -> Result<bool, AuthError> {
+        let record = self.record(token)?;
+        Ok(self.store.blacklist(&record, self.engine.now()).await?)
+    }
+
+    fn record(&self, token: &Token) -> Result<OutstandingToken, AuthError> {
+        let settings = self.engine.settings();
+        let jti = token.jti(settings).ok_or(TokenError::NoId)?;
+        Ok(OutstandingToken {
+            jti: jti.to_owned(),
+            user_id: match token.user_id(settings) {
+                UserIdClaim::Id(id) => Some(id),
+                _ => None,
+            },
+            created_at: token.time_claim("iat"),
+            expires_at: token.time_claim("exp").ok_or(TokenError::Invalid)?,
+        })
+    }
+
+    fn revoke_claim_matches(&self, token: &Token, user: &User) -> bool {
+        token
+            .get(&self.settings.revoke_token_claim)
+            .and_then(Value::as_str)
+            .is_some_and(|claim| claim == revoke_claim(user))
+    }
+
+    fn encode(&self, token: &Token) -> Result<String, AuthError> {
+        self.engine.encode(token).map_err(internal)
+    }
+}
+
+/// simplejwt's `get_md5_hash_password`: MD5 of the stored hash string, in
+/// uppercase hex. It identifies a password version; it protects nothing.
+fn revoke_claim(user: &User) -> String {
+    Md5::digest(user.password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+fn internal(e: impl std::fmt::Display) -> AuthError {
+    AuthError::Internal(e.to_string())
+}

@@ -1,0 +1,112 @@
+//! Accounts, shaped like Django's `auth_user` so that a Django user table
+//! maps onto them column for column.
+
+use std::fmt;
+
+/// A stored account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// Integer primary key; tokens carry it as `user_id`.
+    pub id: i64,
+    /// Unique login name, at most 150 characters.
+    pub username: String,
+    /// Email address, possibly empty.
+    pub email: String,
+    /// The password hash (an Argon2id PHC string), or `!` for none.
+    pub password: String,
+    /// Inactive users cannot log in or authenticate.
+    pub is_active: bool,
+    /// Staff users may use the admin endpoints.
+    pub is_staff: bool,
+    /// Superusers hold every permission.
+    pub is_superuser: bool,
+    /// When the account was created, Unix seconds.
+    pub date_joined: i64,
+    /// The last successful login, Unix seconds.
+    pub last_login: Option<i64>,
+}
+
+impl fmt::Debug for User {
+    // The password hash stays out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("is_active", &self.is_active)
+            .field("is_staff", &self.is_staff)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An account to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// The validated name.
+    pub username: Username,
+    /// Email address, possibly empty.
+    pub email: String,
+    /// The password hash, already computed.
+    pub password_hash: String,
+    /// Whether the account may log in.
+    pub is_active: bool,
+    /// Staff flag.
+    pub is_staff: bool,
+    /// Superuser flag.
+    pub is_superuser: bool,
+    /// Creation time, Unix seconds.
+    pub date_joined: i64,
+}
+
+/// A username that Django would accept: 1 to 150 characters of letters,
+/// digits and `@ . + - _` (Django's `UnicodeUsernameValidator`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Validate a username, saying what is wrong.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("the username is empty".to_owned());
+        }
+        let count = raw.chars().count();
+        if count > 150 {
+            return Err(format!(
+                "the username is {count} characters long; at most 150 are allowed"
+            ));
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '@' | '.' | '+' | '-' | '_')))
+        {
+            return Err(format!(
+                "the username contains {bad:?}; only letters, digits and @ . + - _ are allowed"
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_django() {
+        assert!(Username::parse("alice.b+c@d-e_f").is_ok());
+        assert!(Username::parse("zoë").is_ok());
+        assert_eq!(Username::parse("").unwrap_err(), "the username is empty");
+        assert!(Username::parse("a b").unwrap_err().contains("' '"));
+        assert!(Username::parse(&"a".repeat(150)).is_ok());
+        assert!(
+            Username::parse(&"a".repeat(151))
+                .unwrap_err()
+                .contains("151")
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! The one place errors become responses, with the bodies DRF and
+//! simplejwt send. Internal failures are logged here and shown as DRF's
+//! generic 500 body, never with their cause.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use portcullis_core::AuthError;
+use serde_json::{Map, Value, json};
+
+/// Every way a request can fail.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A simplejwt flow refused.
+    Auth(AuthError),
+    /// DRF field errors, in field order: `{"field":["message",…],…}`.
+    Fields(Vec<(&'static str, &'static str)>),
+    /// DRF `non_field_errors`.
+    NonField(String),
+    /// An unparsable body: `{"detail":"JSON parse error - …"}` (the whole detail).
+    Parse(String),
+    /// A content type no parser takes.
+    UnsupportedMediaType(String),
+    /// A method the view does not implement.
+    MethodNotAllowed(String),
+    /// A body over the configured limit.
+    PayloadTooLarge(usize),
+    /// No such endpoint.
+    NotFound,
+    /// The database is unreachable (readiness).
+    Unavailable,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self::Auth(e)
+    }
+}
+
+fn detail(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"detail": message.into()}))).into_response()
+}
+
+fn coded(message: impl Into<String>, code: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"detail": message.into(), "code": code})),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Auth(e) => auth_response(e),
+            Self::Fields(errors) => {
+                let mut body = Map::new();
+                for (field, message) in errors {
+                    body.insert(field.to_owned(), json!([message]));
+                }
+                (StatusCode::BAD_REQUEST, Json(Value::Object(body))).into_response()
+            }
+            Self::NonField(message) => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"non_field_errors": [message]})),
+            )
+                .into_response(),
+            Self::Parse(message) => detail(StatusCode::BAD_REQUEST, message),
+            Self::UnsupportedMediaType(media_type) => detail(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Unsupported media type \"{media_type}\" in request."),
+            ),
+            Self::MethodNotAllowed(method) => detail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("Method \"{method}\" not allowed."),
+            ),
+            Self::PayloadTooLarge(limit) => detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than the limit of {limit} bytes."),
+            ),
+            Self::NotFound => detail(StatusCode::NOT_FOUND, "Not found."),
+            Self::Unavailable => detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unreachable.",
+            ),
+        }
+    }
+}
+
+fn auth_response(e: AuthError) -> Response {
+    let message = e.to_string();
+    match e {
+        AuthError::Token(_) | AuthError::NoUserIdentification => coded(message, "token_not_valid"),
+        AuthError::NoActiveAccount
+        | AuthError::NoActiveAccountForToken
+        | AuthError::PasswordChangedOnRefresh
+        | AuthError::NotAuthenticated => detail(StatusCode::UNAUTHORIZED, message),
+        AuthError::VerifyBlacklisted => ApiError::NonField(message).into_response(),
+        AuthError::BadAuthorizationHeader => coded(message, "bad_authorization_header"),
+        AuthError::UserNotFound => coded(message, "user_not_found"),
+        AuthError::UserInactive => coded(message, "user_inactive"),
+        AuthError::PasswordChanged => coded(message, "password_changed"),
+        AuthError::NoValidTokenType(messages) => {
+            let messages: Vec<Value> = messages
+                .iter()
+                .map(|m| {
+                    json!({
+                        "token_class": m.token_type.class_name(),
+                        "token_type": m.token_type.as_str(),
+                        "message": m.error.to_string(),
+                    })
+                })
+                .collect();
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"detail": message, "code": "token_not_valid", "messages": messages})),
+            )
+                .into_response()
+        }
+        AuthError::Store(_) | AuthError::Internal(_) => {
+            tracing::error!(error = %e, "request failed");
+            detail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "A server error occurred.",
+            )
+        }
+    }
+}

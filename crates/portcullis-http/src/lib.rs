@@ -1,0 +1,51 @@
+//! The portcullis HTTP layer: simplejwt's endpoints with DRF's exact
+//! request parsing and response bodies.
+//!
+//! Handlers are short: they take a [`DrfData`] body and the [`AuthUser`]
+//! extractor, call [`portcullis_core::AuthService`], and return
+//! `Result<_, ApiError>`. [`ApiError`] is the one place errors become
+//! responses. This crate knows nothing of SQL.
+
+mod auth;
+mod body;
+mod error;
+mod routes;
+mod state;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::map_response_with_state;
+use axum::response::Response;
+
+pub use auth::{AuthUser, MaybeAuthUser};
+pub use body::DrfData;
+pub use error::ApiError;
+pub use state::{AppState, HttpSettings};
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::token::router())
+        .merge(routes::users::router())
+        .merge(routes::health::router())
+        .fallback(|| async { ApiError::NotFound })
+        .layer(map_response_with_state(state.clone(), www_authenticate))
+        .with_state(state)
+}
+
+/// Every 401 names the scheme to use (simplejwt #15): the first of
+/// `AUTH_HEADER_TYPES`, realm "api".
+async fn www_authenticate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut response: Response,
+) -> Response {
+    if response.status() == StatusCode::UNAUTHORIZED
+        && !response.headers().contains_key(header::WWW_AUTHENTICATE)
+    {
+        let value: HeaderValue = state.www_authenticate().clone();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}

@@ -1,0 +1,155 @@
+//! simplejwt's token views: `POST` only, public, `Allow: POST, OPTIONS`.
+//! Each path answers with and without its trailing slash.
+
+use axum::extract::State;
+use axum::middleware::map_response;
+use axum::routing::{MethodRouter, post};
+use axum::{Json, Router};
+use portcullis_core::Credentials;
+use serde_json::{Value, json};
+
+use super::{drf_headers, field, metadata, method_not_allowed};
+use crate::{ApiError, AppState, DrfData};
+
+type JsonResult = Result<Json<Value>, ApiError>;
+
+pub(crate) fn router() -> Router<AppState> {
+    let routes: [(&str, MethodRouter<AppState>); 6] = [
+        (
+            "/api/token/",
+            view(post(obtain_pair), obtain_pair_options()),
+        ),
+        (
+            "/api/token/refresh/",
+            view(post(refresh), refresh_options()),
+        ),
+        ("/api/token/verify/", view(post(verify), verify_options())),
+        (
+            "/api/token/blacklist/",
+            view(post(blacklist), blacklist_options()),
+        ),
+        (
+            "/api/token/sliding/",
+            view(post(obtain_sliding), obtain_sliding_options()),
+        ),
+        (
+            "/api/token/sliding/refresh/",
+            view(post(refresh_sliding), refresh_sliding_options()),
+        ),
+    ];
+    let mut router = Router::new();
+    for (path, method_router) in routes {
+        router = router
+            .route(path, method_router.clone())
+            .route(path.trim_end_matches('/'), method_router);
+    }
+    router.layer(map_response(drf_headers("POST, OPTIONS")))
+}
+
+fn view(method_router: MethodRouter<AppState>, options: Value) -> MethodRouter<AppState> {
+    method_router
+        .options(move || std::future::ready(Json(options)))
+        .fallback(method_not_allowed)
+}
+
+fn credentials(data: &DrfData) -> Result<Credentials, ApiError> {
+    let [username, password] = data.strings(["username", "password"])?;
+    Ok(Credentials {
+        username,
+        password: password.into(),
+    })
+}
+
+async fn obtain_pair(State(state): State<AppState>, data: DrfData) -> JsonResult {
+    let pair = state.auth().obtain_pair(credentials(&data)?).await?;
+    Ok(Json(
+        json!({"refresh": pair.refresh, "access": pair.access}),
+    ))
+}
+
+async fn refresh(State(state): State<AppState>, data: DrfData) -> JsonResult {
+    let [refresh] = data.strings(["refresh"])?;
+    let (access, rotated) = state.auth().refresh(&refresh).await?;
+    Ok(Json(match rotated {
+        Some(refresh) => json!({"access": access, "refresh": refresh}),
+        None => json!({"access": access}),
+    }))
+}
+
+async fn verify(State(state): State<AppState>, data: DrfData) -> JsonResult {
+    let [token] = data.strings(["token"])?;
+    state.auth().verify(&token).await?;
+    Ok(Json(json!({})))
+}
+
+async fn blacklist(State(state): State<AppState>, data: DrfData) -> JsonResult {
+    let [refresh] = data.strings(["refresh"])?;
+    state.auth().blacklist(&refresh).await?;
+    Ok(Json(json!({})))
+}
+
+async fn obtain_sliding(State(state): State<AppState>, data: DrfData) -> JsonResult {
+    let token = state.auth().obtain_sliding(credentials(&data)?).await?;
+    Ok(Json(json!({"token": token})))
+}
+
+async fn refresh_sliding(State(state): State<AppState>, data: DrfData) -> JsonResult {
+    let [token] = data.strings(["token"])?;
+    let token = state.auth().refresh_sliding(&token).await?;
+    Ok(Json(json!({"token": token})))
+}
+
+// The OPTIONS bodies are simplejwt's view docstrings and serializer
+// fields, as DRF's SimpleMetadata renders them.
+
+fn credential_fields() -> Value {
+    json!({"username": field("Username", false), "password": field("Password", false)})
+}
+
+fn obtain_pair_options() -> Value {
+    metadata(
+        "Token Obtain Pair",
+        "Takes a set of user credentials and returns an access and refresh JSON web\ntoken pair to prove the authentication of those credentials.",
+        Some(credential_fields()),
+    )
+}
+
+fn obtain_sliding_options() -> Value {
+    metadata(
+        "Token Obtain Sliding",
+        "Takes a set of user credentials and returns a sliding JSON web token to\nprove the authentication of those credentials.",
+        Some(credential_fields()),
+    )
+}
+
+fn refresh_options() -> Value {
+    metadata(
+        "Token Refresh",
+        "Takes a refresh type JSON web token and returns an access type JSON web\ntoken if the refresh token is valid.",
+        Some(json!({"refresh": field("Refresh", false), "access": field("Access", true)})),
+    )
+}
+
+fn verify_options() -> Value {
+    metadata(
+        "Token Verify",
+        "Takes a token and indicates if it is valid.  This view provides no\ninformation about a token's fitness for a particular use.",
+        Some(json!({"token": field("Token", false)})),
+    )
+}
+
+fn blacklist_options() -> Value {
+    metadata(
+        "Token Blacklist",
+        "Takes a token and blacklists it. Must be used with the\n`rest_framework_simplejwt.token_blacklist` app installed.",
+        Some(json!({"refresh": field("Refresh", false)})),
+    )
+}
+
+fn refresh_sliding_options() -> Value {
+    metadata(
+        "Token Refresh Sliding",
+        "Takes a sliding JSON web token and returns a new, refreshed version if the\ntoken's refresh period has not expired.",
+        Some(json!({"token": field("Token", false)})),
+    )
+}

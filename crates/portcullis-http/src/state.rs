@@ -1,0 +1,74 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue};
+use portcullis_core::AuthService;
+
+/// HTTP-only settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `AUTH_HEADER_NAME`: where the token is read from.
+    pub auth_header_name: HeaderName,
+    /// Request bodies above this many bytes are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            auth_header_name: HeaderName::from_static("authorization"),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Shared, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    auth: AuthService,
+    http: HttpSettings,
+    www_authenticate: HeaderValue,
+}
+
+impl AppState {
+    /// Build the state. The `WWW-Authenticate` value is computed once.
+    #[must_use]
+    pub fn new(auth: AuthService, http: HttpSettings) -> Self {
+        let scheme = auth
+            .settings()
+            .auth_header_types
+            .first()
+            .map_or("Bearer", String::as_str);
+        let www_authenticate = HeaderValue::from_str(&format!("{scheme} realm=\"api\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"api\""));
+        Self {
+            inner: Arc::new(Inner {
+                auth,
+                http,
+                www_authenticate,
+            }),
+        }
+    }
+
+    /// The simplejwt flows.
+    #[must_use]
+    pub fn auth(&self) -> &AuthService {
+        &self.inner.auth
+    }
+
+    /// The HTTP settings.
+    #[must_use]
+    pub fn http(&self) -> &HttpSettings {
+        &self.inner.http
+    }
+
+    pub(crate) fn www_authenticate(&self) -> &HeaderValue {
+        &self.inner.www_authenticate
+    }
+}

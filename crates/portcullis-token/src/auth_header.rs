@@ -1,0 +1,89 @@
+//! Parsing the `Authorization` header the way simplejwt's `JWTAuthentication`
+//! does (`get_raw_token`): split on ASCII whitespace with runs collapsed; an
+//! unknown scheme is "no credentials", not an error; a known scheme with
+//! anything but exactly one token after it is `bad_authorization_header`.
+
+/// What an authentication header holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthHeader<'a> {
+    /// Absent, blank, or a scheme not in `AUTH_HEADER_TYPES`: anonymous.
+    Anonymous,
+    /// A recognised scheme followed by exactly one token.
+    Token(&'a [u8]),
+    /// A recognised scheme with zero or several values after it.
+    Malformed,
+}
+
+/// Parse a raw header value against the accepted schemes (case-sensitive,
+/// exact bytes, as simplejwt compares them).
+#[must_use]
+pub fn parse_authorization<'a, S: AsRef<str>>(
+    value: Option<&'a [u8]>,
+    header_types: &[S],
+) -> AuthHeader<'a> {
+    let Some(value) = value else {
+        return AuthHeader::Anonymous;
+    };
+    // Python's bytes.split(): any run of ASCII whitespace separates.
+    let mut parts = value
+        .split(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+        .filter(|part| !part.is_empty());
+    let Some(scheme) = parts.next() else {
+        return AuthHeader::Anonymous;
+    };
+    if !header_types.iter().any(|t| t.as_ref().as_bytes() == scheme) {
+        return AuthHeader::Anonymous;
+    }
+    match (parts.next(), parts.next()) {
+        (Some(token), None) => AuthHeader::Token(token),
+        _ => AuthHeader::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEARER: &[&str] = &["Bearer"];
+
+    #[test]
+    fn follows_simplejwt_split_rules() {
+        assert_eq!(parse_authorization(None, BEARER), AuthHeader::Anonymous);
+        assert_eq!(
+            parse_authorization(Some(b""), BEARER),
+            AuthHeader::Anonymous
+        );
+        assert_eq!(
+            parse_authorization(Some(b"   "), BEARER),
+            AuthHeader::Anonymous
+        );
+        assert_eq!(
+            parse_authorization(Some(b"bearer x"), BEARER),
+            AuthHeader::Anonymous
+        );
+        assert_eq!(
+            parse_authorization(Some(b"JWT x"), BEARER),
+            AuthHeader::Anonymous
+        );
+        assert_eq!(
+            parse_authorization(Some(b"JWT a b"), BEARER),
+            AuthHeader::Anonymous
+        );
+        assert_eq!(
+            parse_authorization(Some(b"Bearer"), BEARER),
+            AuthHeader::Malformed
+        );
+        assert_eq!(
+            parse_authorization(Some(b"Bearer a b"), BEARER),
+            AuthHeader::Malformed
+        );
+        assert_eq!(
+            parse_authorization(Some(b"  Bearer \t  tok   "), BEARER),
+            AuthHeader::Token(b"tok")
+        );
+        assert_eq!(
+            parse_authorization(Some(b"JWT tok"), &["Bearer", "JWT"]),
+            AuthHeader::Token(b"tok")
+        );
+    }
+}

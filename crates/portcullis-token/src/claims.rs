@@ -1,0 +1,257 @@
+//! A decoded or freshly built token: an ordered claim set.
+//!
+//! Claims keep their insertion order so that encoded payloads read exactly
+//! like simplejwt's: `token_type, exp, iat, jti, [refresh_exp,] user_id, …`.
+
+use serde_json::{Map, Value};
+
+use crate::{TokenError, TokenSettings};
+
+/// The three simplejwt token classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenType {
+    /// `AccessToken`: short-lived, authenticates requests.
+    Access,
+    /// `RefreshToken`: long-lived, trades for access tokens.
+    Refresh,
+    /// `SlidingToken`: authenticates and refreshes itself.
+    Sliding,
+}
+
+impl TokenType {
+    /// The `token_type` claim value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+            Self::Sliding => "sliding",
+        }
+    }
+
+    /// The simplejwt class name, as shown in the `messages` list of a 401.
+    #[must_use]
+    pub fn class_name(self) -> &'static str {
+        match self {
+            Self::Access => "AccessToken",
+            Self::Refresh => "RefreshToken",
+            Self::Sliding => "SlidingToken",
+        }
+    }
+
+    /// Parse a class name as `AUTH_TOKEN_CLASSES` lists it (the last dotted
+    /// component is enough: `rest_framework_simplejwt.tokens.AccessToken`).
+    #[must_use]
+    pub fn from_class_name(name: &str) -> Option<Self> {
+        match name.rsplit('.').next()? {
+            "AccessToken" => Some(Self::Access),
+            "SlidingToken" => Some(Self::Sliding),
+            "RefreshToken" => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// What a token says about its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserIdClaim {
+    /// The claim is absent.
+    Missing,
+    /// The claim is present but falsy in Python's sense (`""`, `0`, `null`,
+    /// `false`): simplejwt's refresh serializer skips its user checks then.
+    Falsy,
+    /// An integer id, from a JSON integer or a string of digits (simplejwt
+    /// ≥ 5.5.1 writes `"1"`; older versions wrote `1`).
+    Id(i64),
+    /// Present but not an integer id (`"abc"`).
+    NotAnId,
+}
+
+/// A set of claims, as decoded from a verified token or about to be signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    claims: Map<String, Value>,
+}
+
+impl Token {
+    /// Wrap a claim set.
+    #[must_use]
+    pub fn from_claims(claims: Map<String, Value>) -> Self {
+        Self { claims }
+    }
+
+    /// All claims, in order.
+    #[must_use]
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// One claim.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.claims.get(name)
+    }
+
+    /// Set a claim, keeping its position if it already exists.
+    pub fn set(&mut self, name: &str, value: Value) {
+        if let Some(slot) = self.claims.get_mut(name) {
+            *slot = value;
+        } else {
+            self.claims.insert(name.to_owned(), value);
+        }
+    }
+
+    /// The token id (`JTI_CLAIM`), when it is a string.
+    #[must_use]
+    pub fn jti(&self, settings: &TokenSettings) -> Option<&str> {
+        self.claims.get(&settings.jti_claim).and_then(Value::as_str)
+    }
+
+    /// A time claim as whole Unix seconds.
+    #[must_use]
+    pub fn time_claim(&self, name: &str) -> Option<i64> {
+        self.claims.get(name).and_then(numeric_date)
+    }
+
+    /// The user id claim (`USER_ID_CLAIM`).
+    #[must_use]
+    pub fn user_id(&self, settings: &TokenSettings) -> UserIdClaim {
+        match self.claims.get(&settings.user_id_claim) {
+            None => UserIdClaim::Missing,
+            Some(value) if !is_truthy(value) => UserIdClaim::Falsy,
+            Some(Value::Number(n)) => n.as_i64().map_or(UserIdClaim::NotAnId, UserIdClaim::Id),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map_or(UserIdClaim::NotAnId, UserIdClaim::Id),
+            Some(_) => UserIdClaim::NotAnId,
+        }
+    }
+
+    /// simplejwt's `Token.verify`: `exp` present and not past, `jti`
+    /// present, and — unless `expected` is `None` (the untyped token of the
+    /// verify endpoint) — the right `token_type`.
+    pub fn verify(
+        &self,
+        settings: &TokenSettings,
+        now: i64,
+        expected: Option<TokenType>,
+    ) -> Result<(), TokenError> {
+        self.check_exp("exp", now, settings.leeway)?;
+        if !self.claims.contains_key(&settings.jti_claim) {
+            return Err(TokenError::NoId);
+        }
+        if let (Some(expected), Some(type_claim)) = (expected, &settings.token_type_claim) {
+            match self.claims.get(type_claim) {
+                None => return Err(TokenError::NoType),
+                Some(Value::String(t)) if t == expected.as_str() => {}
+                Some(_) => return Err(TokenError::WrongType),
+            }
+        }
+        Ok(())
+    }
+
+    /// simplejwt's `check_exp(claim)`: the claim must exist and lie after
+    /// now minus the leeway.
+    pub fn check_exp(&self, claim: &str, now: i64, leeway: i64) -> Result<(), TokenError> {
+        let value = self
+            .claims
+            .get(claim)
+            .ok_or_else(|| TokenError::MissingClaim(claim.to_owned()))?;
+        let at = numeric_date(value).ok_or(TokenError::Invalid)?;
+        if at <= now.saturating_sub(leeway) {
+            return Err(TokenError::ClaimExpired(claim.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// A JSON number as whole seconds, truncated like Python's `int()`.
+/// Strings, booleans and out-of-range numbers are not dates.
+pub(crate) fn numeric_date(value: &Value) -> Option<i64> {
+    let Value::Number(n) = value else { return None };
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let f = n.as_f64()?;
+    // i64::MAX is not exactly representable; stay strictly inside the range.
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    (f.is_finite() && f.abs() < 9.0e18).then(|| f.trunc() as i64)
+}
+
+/// Python truthiness of a JSON value.
+fn is_truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn token(value: Value) -> Token {
+        Token::from_claims(value.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn user_id_accepts_strings_and_integers() {
+        let s = TokenSettings::default();
+        assert_eq!(
+            token(json!({"user_id": "7"})).user_id(&s),
+            UserIdClaim::Id(7)
+        );
+        assert_eq!(token(json!({"user_id": 7})).user_id(&s), UserIdClaim::Id(7));
+        assert_eq!(
+            token(json!({"user_id": "abc"})).user_id(&s),
+            UserIdClaim::NotAnId
+        );
+        assert_eq!(
+            token(json!({"user_id": ""})).user_id(&s),
+            UserIdClaim::Falsy
+        );
+        assert_eq!(token(json!({"user_id": 0})).user_id(&s), UserIdClaim::Falsy);
+        assert_eq!(token(json!({})).user_id(&s), UserIdClaim::Missing);
+    }
+
+    #[test]
+    fn verify_checks_in_simplejwt_order() {
+        let s = TokenSettings::default();
+        let now = 1_000;
+        assert_eq!(
+            token(json!({"token_type": "access"})).verify(&s, now, Some(TokenType::Access)),
+            Err(TokenError::MissingClaim("exp".into()))
+        );
+        assert_eq!(
+            token(json!({"exp": 2_000})).verify(&s, now, Some(TokenType::Access)),
+            Err(TokenError::NoId)
+        );
+        assert_eq!(
+            token(json!({"exp": 2_000, "jti": "x"})).verify(&s, now, Some(TokenType::Access)),
+            Err(TokenError::NoType)
+        );
+        assert_eq!(
+            token(json!({"exp": 2_000, "jti": "x", "token_type": "refresh"})).verify(
+                &s,
+                now,
+                Some(TokenType::Access)
+            ),
+            Err(TokenError::WrongType)
+        );
+        assert_eq!(
+            token(json!({"exp": 2_000, "jti": "x", "token_type": "refresh"})).verify(&s, now, None),
+            Ok(())
+        );
+        assert_eq!(
+            token(json!({"refresh_exp": 1_000})).check_exp("refresh_exp", now, 0),
+            Err(TokenError::ClaimExpired("refresh_exp".into()))
+        );
+    }
+}

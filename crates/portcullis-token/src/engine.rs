@@ -1,0 +1,255 @@
+//! Encoding and decoding: the PyJWT half of simplejwt's `TokenBackend`, and
+//! the constructors of simplejwt's token classes.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Validation;
+use serde_json::{Map, Value, json};
+
+use crate::claims::numeric_date;
+use crate::keys::algorithm_name;
+use crate::{Clock, SigningKeys, Token, TokenError, TokenSettings, TokenType};
+
+/// Signing failed: the keys were checked at load time, so this means the
+/// system random generator or the crypto library failed.
+#[derive(Debug, thiserror::Error)]
+#[error("could not sign a token: {0}")]
+pub struct SignError(String);
+
+/// Builds, signs and verifies tokens with one key pair and one set of rules.
+#[derive(Debug, Clone)]
+pub struct TokenEngine {
+    settings: Arc<TokenSettings>,
+    keys: Arc<SigningKeys>,
+    clock: Arc<dyn Clock>,
+    validation: Arc<Validation>,
+}
+
+impl TokenEngine {
+    /// An engine whose tokens use `keys` (and so `keys.algorithm()`).
+    #[must_use]
+    pub fn new(mut settings: TokenSettings, keys: SigningKeys, clock: Arc<dyn Clock>) -> Self {
+        settings.algorithm = keys.algorithm();
+        // jsonwebtoken checks the signature and pins the algorithm (RFC 8725
+        // §3.1: the key decides, `alg` must merely agree). The claim rules
+        // are PyJWT's and read our injected clock, so they are applied here.
+        let mut validation = Validation::new(keys.algorithm());
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        validation.leeway = 0;
+        Self {
+            settings: Arc::new(settings),
+            keys: Arc::new(keys),
+            clock,
+            validation: Arc::new(validation),
+        }
+    }
+
+    /// The rules in force.
+    #[must_use]
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    /// The current time, from the injected clock.
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// PyJWT's `jwt.decode` as simplejwt calls it: signature and algorithm,
+    /// then `iat`, `nbf`, `exp`, `iss`, `aud`, `sub`, `jti`, in PyJWT's
+    /// order. Only an expired `exp` is reported as such; everything else is
+    /// "Token is invalid".
+    pub fn decode(&self, raw: &[u8]) -> Result<Token, TokenError> {
+        if raw.len() > self.settings.max_token_bytes {
+            return Err(TokenError::Invalid);
+        }
+        let raw = std::str::from_utf8(raw).map_err(|_| TokenError::Invalid)?;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(raw, self.keys.decoding(), &self.validation)
+                .map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
+        let now = self.now();
+        let leeway = self.settings.leeway;
+
+        for name in ["iat", "nbf"] {
+            if let Some(value) = claims.get(name) {
+                let at = numeric_date(value).ok_or(TokenError::Invalid)?;
+                if at > now.saturating_add(leeway) {
+                    return Err(TokenError::Invalid);
+                }
+            }
+        }
+        if let Some(value) = claims.get("exp") {
+            let exp = numeric_date(value).ok_or(TokenError::Invalid)?;
+            if exp <= now.saturating_sub(leeway) {
+                return Err(TokenError::Expired);
+            }
+        }
+        if let Some(issuer) = &self.settings.issuer {
+            match claims.get("iss") {
+                Some(Value::String(iss)) if iss == issuer => {}
+                _ => return Err(TokenError::Invalid),
+            }
+        }
+        if let Some(audience) = &self.settings.audience {
+            let accepted = audience.values();
+            let ok = match claims.get("aud") {
+                Some(Value::String(aud)) => accepted.contains(aud),
+                Some(Value::Array(auds)) => {
+                    auds.iter().all(Value::is_string)
+                        && auds
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .any(|aud| accepted.iter().any(|a| a == aud))
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(TokenError::Invalid);
+            }
+        }
+        // PyJWT ≥ 2.10: `sub` and `jti`, when present, must be strings.
+        for name in ["sub", "jti"] {
+            if claims.get(name).is_some_and(|v| !v.is_string()) {
+                return Err(TokenError::Invalid);
+            }
+        }
+        Ok(Token::from_claims(claims))
+    }
+
+    /// Sign a token. `aud` and `iss` are set from the settings at this point,
+    /// as simplejwt's `TokenBackend.encode` does.
+    pub fn encode(&self, token: &Token) -> Result<String, SignError> {
+        let mut token = token.clone();
+        if let Some(audience) = &self.settings.audience {
+            token.set("aud", audience.to_claim());
+        }
+        if let Some(issuer) = &self.settings.issuer {
+            token.set("iss", Value::String(issuer.clone()));
+        }
+        // PyJWT writes the header with sorted keys: {"alg":…,"typ":"JWT"}.
+        let header = json!({"alg": algorithm_name(self.keys.algorithm()), "typ": "JWT"});
+        let header = serde_json::to_vec(&header).map_err(|e| SignError(e.to_string()))?;
+        let payload = serde_json::to_vec(token.claims()).map_err(|e| SignError(e.to_string()))?;
+        let mut message = URL_SAFE_NO_PAD.encode(header);
+        message.push('.');
+        message.push_str(&URL_SAFE_NO_PAD.encode(payload));
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            self.keys.encoding(),
+            self.keys.algorithm(),
+        )
+        .map_err(|e| SignError(e.to_string()))?;
+        message.push('.');
+        message.push_str(&signature);
+        Ok(message)
+    }
+
+    /// A new token of the given type for a user: simplejwt's
+    /// `Token.for_user`, claims in simplejwt's order, then `extra` claims
+    /// (such as `hash_password`).
+    pub fn for_user(
+        &self,
+        token_type: TokenType,
+        user_id: i64,
+        extra: impl IntoIterator<Item = (String, Value)>,
+    ) -> Result<Token, SignError> {
+        let mut token = self.blank(token_type, self.now())?;
+        token.set(
+            &self.settings.user_id_claim,
+            Value::String(user_id.to_string()),
+        );
+        for (name, value) in extra {
+            token.set(&name, value);
+        }
+        Ok(token)
+    }
+
+    /// simplejwt's `RefreshToken.access_token`: a fresh access token that
+    /// copies every claim of the refresh token but the type, `exp`, `iat`
+    /// and `jti`.
+    pub fn access_from_refresh(&self, refresh: &Token) -> Result<Token, SignError> {
+        let now = self.now();
+        let mut access = self.blank(TokenType::Access, now)?;
+        let s = &self.settings;
+        for (name, value) in refresh.claims() {
+            let skip = name == "exp"
+                || name == "iat"
+                || name == "jti"
+                || *name == s.jti_claim
+                || s.token_type_claim.as_deref() == Some(name.as_str());
+            if !skip {
+                access.set(name, value.clone());
+            }
+        }
+        Ok(access)
+    }
+
+    /// Rotation: the same claims with a new `jti`, `exp` and `iat`, each
+    /// keeping its position (simplejwt mutates the payload in place).
+    pub fn rotate(&self, refresh: &Token) -> Result<Token, SignError> {
+        let now = self.now();
+        let mut next = refresh.clone();
+        next.set(&self.settings.jti_claim, Value::String(new_jti()?));
+        next.set(
+            "exp",
+            json!(now.saturating_add(self.settings.refresh_token_lifetime)),
+        );
+        next.set("iat", json!(now));
+        Ok(next)
+    }
+
+    /// Sliding refresh: new `exp` and `iat`; `jti` and `refresh_exp` stay.
+    #[must_use]
+    pub fn slide(&self, sliding: &Token) -> Token {
+        let now = self.now();
+        let mut next = sliding.clone();
+        next.set(
+            "exp",
+            json!(now.saturating_add(self.settings.sliding_token_lifetime)),
+        );
+        next.set("iat", json!(now));
+        next
+    }
+
+    /// simplejwt's `Token()` with no argument: `token_type, exp, iat, jti`
+    /// (and `refresh_exp` for sliding tokens).
+    fn blank(&self, token_type: TokenType, now: i64) -> Result<Token, SignError> {
+        let s = &self.settings;
+        let lifetime = match token_type {
+            TokenType::Access => s.access_token_lifetime,
+            TokenType::Refresh => s.refresh_token_lifetime,
+            TokenType::Sliding => s.sliding_token_lifetime,
+        };
+        let mut token = Token::from_claims(Map::new());
+        if let Some(type_claim) = &s.token_type_claim {
+            token.set(type_claim, Value::String(token_type.as_str().to_owned()));
+        }
+        token.set("exp", json!(now.saturating_add(lifetime)));
+        token.set("iat", json!(now));
+        token.set(&s.jti_claim, Value::String(new_jti()?));
+        if token_type == TokenType::Sliding {
+            token.set(
+                &s.sliding_refresh_exp_claim,
+                json!(now.saturating_add(s.sliding_token_refresh_lifetime)),
+            );
+        }
+        Ok(token)
+    }
+}
+
+/// A token id as simplejwt makes it: `uuid4().hex`, 32 lowercase hex digits.
+fn new_jti() -> Result<String, SignError> {
+    let mut bytes = [0_u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SignError("random generator failed".into()))?;
+    // RFC 9562 §5.4: version 4, variant 10xx.
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
