@@ -240,6 +240,23 @@ impl AuthService {
         self.encode(&self.engine.slide(&sliding))
     }
 
+    /// simplejwt's `Token.for_user`: a signed token of any type for a user,
+    /// recorded as outstanding when it is a refresh or sliding token. No
+    /// credential check and, as in simplejwt, no `is_active` check: this is
+    /// for administrators and tests, never for an endpoint.
+    pub async fn token_for_user(
+        &self,
+        token_type: TokenType,
+        user: &User,
+    ) -> Result<String, AuthError> {
+        let token = if token_type == TokenType::Access {
+            self.unrecorded(token_type, user)?
+        } else {
+            self.issue(token_type, user).await?
+        };
+        self.encode(&token)
+    }
+
     /// `JWTAuthentication.authenticate`: `Ok(None)` for anonymous requests.
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(
@@ -368,6 +385,14 @@ impl AuthService {
 
     /// `Token.for_user` plus the `OutstandingToken` row.
     async fn issue(&self, token_type: TokenType, user: &User) -> Result<Token, AuthError> {
+        let token = self.unrecorded(token_type, user)?;
+        self.outstand(&token).await?;
+        Ok(token)
+    }
+
+    /// `Token.for_user` without the outstanding record; `CHECK_REVOKE_TOKEN`
+    /// adds the password-version claim.
+    fn unrecorded(&self, token_type: TokenType, user: &User) -> Result<Token, AuthError> {
         let mut extra = Vec::new();
         if self.settings.check_revoke_token {
             extra.push((
@@ -375,12 +400,9 @@ impl AuthService {
                 Value::String(revoke_claim(user)),
             ));
         }
-        let token = self
-            .engine
+        self.engine
             .for_user(token_type, user.id, extra)
-            .map_err(internal)?;
-        self.outstand(&token).await?;
-        Ok(token)
+            .map_err(internal)
     }
 
     async fn outstand(&self, token: &Token) -> Result<(), AuthError> {

@@ -59,8 +59,12 @@ impl FromRequest<AppState> for DrfData {
 }
 
 fn parse_json(body: &Bytes) -> Result<DrfData, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::Parse(format!("JSON parse error - {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::Parse(
+            crate::python_json::parse_error_detail(body)
+                .unwrap_or_else(|| format!("JSON parse error - {e}")),
+        )
+    })?;
     match value {
         Value::Object(fields) => Ok(DrfData { fields }),
         // DRF's root serializer, given JSON null.

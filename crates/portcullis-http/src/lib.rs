@@ -9,6 +9,7 @@
 mod auth;
 mod body;
 mod error;
+mod python_json;
 mod routes;
 mod state;
 

@@ -1,0 +1,94 @@
+//! The command line: `portcullis serve`, account and token administration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A simplejwt-compatible authentication server.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    /// A TOML settings file (its keys are the settings in snake_case).
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server until SIGINT or SIGTERM.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage issued tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+/// `portcullis user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account.
+    Create(CreateUser),
+    /// List accounts.
+    List,
+    /// Set an account's password.
+    SetPassword {
+        /// The account.
+        username: String,
+        /// Read the password as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Allow an account to log in again.
+    Activate {
+        /// The account.
+        username: String,
+    },
+    /// Stop an account from logging in or using its tokens.
+    Deactivate {
+        /// The account.
+        username: String,
+    },
+    /// Delete an account.
+    Delete {
+        /// The account.
+        username: String,
+    },
+}
+
+/// `portcullis user create`
+#[derive(Debug, Args)]
+pub struct CreateUser {
+    /// Letters, digits and @ . + - _ ; at most 150 characters.
+    pub username: String,
+    /// Email address.
+    #[arg(long, default_value = "")]
+    pub email: String,
+    /// Mark as staff.
+    #[arg(long)]
+    pub staff: bool,
+    /// Mark as superuser (implies staff).
+    #[arg(long)]
+    pub superuser: bool,
+    /// Create the account inactive.
+    #[arg(long)]
+    pub inactive: bool,
+    /// Read the password as one line from standard input (otherwise it is
+    /// asked for twice on the terminal).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `portcullis tokens …`
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Delete expired outstanding tokens (simplejwt's `flushexpiredtokens`).
+    FlushExpired,
+}

@@ -1,0 +1,181 @@
+//! What each CLI command does. Every command creates and migrates the
+//! database it is pointed at, and reads the same settings as `serve`.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use anyhow::{Context as _, anyhow, bail};
+use portcullis_core::{NewUser, PasswordHasher, Store, StoreError, User, Username};
+use portcullis_store::SqlStore;
+use portcullis_token::{Clock as _, SystemClock};
+use secrecy::SecretString;
+
+use crate::cli::{Command, CreateUser, TokensCommand, UserCommand};
+use crate::config::{ConfigError, Loaded};
+use crate::startup::{Application, open_store, shutdown_signal};
+
+/// Run one command to completion.
+pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            Application::build(loaded)
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await
+        }
+        Command::Migrate => {
+            let store = open_store(loaded).await?;
+            println!("The {} database is up to date.", store.backend());
+            Ok(())
+        }
+        Command::Tokens(TokensCommand::FlushExpired) => {
+            let store = open_store(loaded).await?;
+            let removed = store.flush_expired(SystemClock.now()).await?;
+            println!("Removed {removed} expired token record(s).");
+            Ok(())
+        }
+        Command::User(command) => user(command, loaded).await,
+    }
+}
+
+async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
+    let store = open_store(loaded).await?;
+    match command {
+        UserCommand::Create(args) => create(args, loaded, &store).await,
+        UserCommand::List => {
+            println!(
+                "{:>6}  {:<24} {:<32} {:<6} {:<5} {:<9}",
+                "id", "username", "email", "active", "staff", "superuser"
+            );
+            for u in store.list_users().await? {
+                println!(
+                    "{:>6}  {:<24} {:<32} {:<6} {:<5} {:<9}",
+                    u.id,
+                    u.username,
+                    u.email,
+                    yes_no(u.is_active),
+                    yes_no(u.is_staff),
+                    yes_no(u.is_superuser)
+                );
+            }
+            Ok(())
+        }
+        UserCommand::SetPassword {
+            username,
+            password_stdin,
+        } => {
+            let user = existing(&store, &username).await?;
+            let password = read_password(password_stdin)?;
+            let hash = hasher(loaded)?
+                .hash(password)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            store.set_password(user.id, &hash).await?;
+            println!("Password changed for {username}.");
+            Ok(())
+        }
+        UserCommand::Activate { username } => {
+            let user = existing(&store, &username).await?;
+            store.set_active(user.id, true).await?;
+            println!("{username} is active.");
+            Ok(())
+        }
+        UserCommand::Deactivate { username } => {
+            let user = existing(&store, &username).await?;
+            store.set_active(user.id, false).await?;
+            println!("{username} is inactive.");
+            Ok(())
+        }
+        UserCommand::Delete { username } => {
+            let user = existing(&store, &username).await?;
+            store.delete_user(user.id).await?;
+            println!("{username} was deleted.");
+            Ok(())
+        }
+    }
+}
+
+async fn create(args: CreateUser, loaded: &Loaded, store: &SqlStore) -> anyhow::Result<()> {
+    let username = Username::parse(&args.username).map_err(|e| anyhow!("invalid username: {e}"))?;
+    if store.user_by_username(username.as_str()).await?.is_some() {
+        bail!("a user named {:?} already exists", username.as_str());
+    }
+    let password = read_password(args.password_stdin)?;
+    let hash = hasher(loaded)?
+        .hash(password)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let user = store
+        .create_user(&NewUser {
+            username,
+            email: args.email,
+            password_hash: hash,
+            is_active: !args.inactive,
+            is_staff: args.staff || args.superuser,
+            is_superuser: args.superuser,
+            date_joined: SystemClock.now(),
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(message) => anyhow!(message),
+            other => anyhow!(other),
+        })?;
+    println!("Created user {} with id {}.", user.username, user.id);
+    Ok(())
+}
+
+async fn existing(store: &SqlStore, username: &str) -> anyhow::Result<User> {
+    store
+        .user_by_username(username)
+        .await?
+        .ok_or_else(|| anyhow!("no user named {username:?}"))
+}
+
+fn hasher(loaded: &Loaded) -> anyhow::Result<PasswordHasher> {
+    Ok(PasswordHasher::new(loaded.hash_params()?, 1).map_err(ConfigError)?)
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
+
+/// One line from standard input, or asked twice on a terminal.
+fn read_password(from_stdin: bool) -> anyhow::Result<SecretString> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "no terminal to ask for the password on; pass --password-stdin and write it to standard input"
+            );
+        }
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let second =
+            rpassword::prompt_password("Password (again): ").context("cannot read the password")?;
+        if first != second {
+            bail!("the two passwords differ");
+        }
+        first
+    };
+    check_password(&password)?;
+    std::io::stdout().flush().ok();
+    Ok(password.into())
+}
+
+fn check_password(password: &str) -> anyhow::Result<()> {
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    // The login endpoint trims whitespace as simplejwt does, so such a
+    // password could never be typed in successfully.
+    if password.trim() != password {
+        bail!(
+            "the password starts or ends with whitespace, which the login endpoint trims (as simplejwt does); choose one without"
+        );
+    }
+    Ok(())
+}

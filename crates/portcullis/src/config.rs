@@ -1,0 +1,504 @@
+//! Settings: defaults < TOML file (`--config` or `PORTCULLIS_CONFIG`) <
+//! `PORTCULLIS_*` environment variables, named after simplejwt's settings.
+//!
+//! A bad value stops the start with a message that names the setting, where
+//! its value came from, and what is allowed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use portcullis_core::{AuthSettings, HashParams};
+use portcullis_token::{Audience, TokenSettings, TokenType};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The default database: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis.sqlite3";
+
+/// Seconds, written as a whole number or as `30s`, `5m`, `1h`, `1d`, `1w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Seconds(pub i64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        let invalid = |shown: &str| {
+            serde::de::Error::custom(format!(
+                "{shown} is not a duration: use whole seconds (300) or a number with a unit (30s, 5m, 1h, 1d)"
+            ))
+        };
+        match Raw::deserialize(d).map_err(|_| invalid("the value"))? {
+            Raw::Int(n) if n >= 0 => Ok(Self(n)),
+            Raw::Int(n) => Err(invalid(&n.to_string())),
+            Raw::Text(text) => {
+                let text = text.trim();
+                if let Ok(n) = text.parse::<i64>() {
+                    return if n >= 0 {
+                        Ok(Self(n))
+                    } else {
+                        Err(invalid(text))
+                    };
+                }
+                let duration =
+                    humantime::parse_duration(text).map_err(|_| invalid(&format!("{text:?}")))?;
+                i64::try_from(duration.as_secs())
+                    .map(Self)
+                    .map_err(|_| invalid(text))
+            }
+        }
+    }
+}
+
+/// A list written as a TOML array or as a comma-separated string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct List(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(Self(match Raw::deserialize(d)? {
+            Raw::One(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            Raw::Many(v) => v,
+        }))
+    }
+}
+
+/// Every setting, as read. Keys are simplejwt's names in snake_case.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `BIND`: the address to listen on.
+    pub bind: String,
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `SIGNING_KEY`: an HMAC secret or a PEM private key.
+    #[serde(skip_serializing)]
+    pub signing_key: Option<SecretString>,
+    /// `SIGNING_KEY_FILE`: a file holding the signing key.
+    pub signing_key_file: Option<PathBuf>,
+    /// `VERIFYING_KEY`: a PEM public key (asymmetric algorithms).
+    pub verifying_key: Option<String>,
+    /// `VERIFYING_KEY_FILE`.
+    pub verifying_key_file: Option<PathBuf>,
+    /// `ALGORITHM`.
+    pub algorithm: String,
+    /// `ACCESS_TOKEN_LIFETIME`.
+    pub access_token_lifetime: Seconds,
+    /// `REFRESH_TOKEN_LIFETIME`.
+    pub refresh_token_lifetime: Seconds,
+    /// `SLIDING_TOKEN_LIFETIME`.
+    pub sliding_token_lifetime: Seconds,
+    /// `SLIDING_TOKEN_REFRESH_LIFETIME`.
+    pub sliding_token_refresh_lifetime: Seconds,
+    /// `ROTATE_REFRESH_TOKENS`.
+    pub rotate_refresh_tokens: bool,
+    /// `BLACKLIST_AFTER_ROTATION`.
+    pub blacklist_after_rotation: bool,
+    /// `UPDATE_LAST_LOGIN`.
+    pub update_last_login: bool,
+    /// `AUDIENCE`: one value or a list.
+    pub audience: Option<List>,
+    /// `ISSUER`.
+    pub issuer: Option<String>,
+    /// `LEEWAY`.
+    pub leeway: Seconds,
+    /// `AUTH_HEADER_TYPES`.
+    pub auth_header_types: List,
+    /// `AUTH_HEADER_NAME`: a header name, or Django's `HTTP_*` META key.
+    pub auth_header_name: String,
+    /// `AUTH_TOKEN_CLASSES`: `AccessToken` and/or `SlidingToken`.
+    pub auth_token_classes: List,
+    /// `USER_ID_CLAIM`.
+    pub user_id_claim: String,
+    /// `TOKEN_TYPE_CLAIM`; empty turns type checks off.
+    pub token_type_claim: String,
+    /// `JTI_CLAIM`.
+    pub jti_claim: String,
+    /// `SLIDING_TOKEN_REFRESH_EXP_CLAIM`.
+    pub sliding_token_refresh_exp_claim: String,
+    /// `CHECK_USER_IS_ACTIVE`.
+    pub check_user_is_active: bool,
+    /// `CHECK_REVOKE_TOKEN`.
+    pub check_revoke_token: bool,
+    /// `REVOKE_TOKEN_CLAIM`.
+    pub revoke_token_claim: String,
+    /// `PASSWORD_HASH_MEMORY_KIB`: Argon2id memory cost.
+    pub password_hash_memory_kib: u32,
+    /// `PASSWORD_HASH_ITERATIONS`: Argon2id time cost.
+    pub password_hash_iterations: u32,
+    /// `PASSWORD_HASH_PARALLELISM`: Argon2id lanes.
+    pub password_hash_parallelism: u32,
+    /// `MAX_TOKEN_BYTES`: longer tokens are invalid without parsing.
+    pub max_token_bytes: usize,
+    /// `MAX_BODY_BYTES`: larger request bodies get a 413.
+    pub max_body_bytes: usize,
+    /// `LOG`: a tracing filter such as `info` or `portcullis=debug`.
+    pub log: String,
+}
+
+impl fmt::Debug for Config {
+    // Secrets never reach a log or a panic message.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("algorithm", &self.algorithm)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let defaults = TokenSettings::default();
+        let auth = AuthSettings::default();
+        let hash = HashParams::default();
+        Self {
+            bind: "127.0.0.1:8000".to_owned(),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            signing_key: None,
+            signing_key_file: None,
+            verifying_key: None,
+            verifying_key_file: None,
+            algorithm: "HS256".to_owned(),
+            access_token_lifetime: Seconds(defaults.access_token_lifetime),
+            refresh_token_lifetime: Seconds(defaults.refresh_token_lifetime),
+            sliding_token_lifetime: Seconds(defaults.sliding_token_lifetime),
+            sliding_token_refresh_lifetime: Seconds(defaults.sliding_token_refresh_lifetime),
+            rotate_refresh_tokens: auth.rotate_refresh_tokens,
+            blacklist_after_rotation: auth.blacklist_after_rotation,
+            update_last_login: auth.update_last_login,
+            audience: None,
+            issuer: None,
+            leeway: Seconds(0),
+            auth_header_types: List(auth.auth_header_types),
+            auth_header_name: "Authorization".to_owned(),
+            auth_token_classes: List(vec!["AccessToken".to_owned()]),
+            user_id_claim: defaults.user_id_claim,
+            token_type_claim: "token_type".to_owned(),
+            jti_claim: defaults.jti_claim,
+            sliding_token_refresh_exp_claim: defaults.sliding_refresh_exp_claim,
+            check_user_is_active: auth.check_user_is_active,
+            check_revoke_token: auth.check_revoke_token,
+            revoke_token_claim: auth.revoke_token_claim,
+            password_hash_memory_kib: hash.memory_kib,
+            password_hash_iterations: hash.iterations,
+            password_hash_parallelism: hash.parallelism,
+            max_token_bytes: defaults.max_token_bytes,
+            max_body_bytes: 1024 * 1024,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with where the value came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Where the settings were read from, so later checks can say where a bad
+/// value came from.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The settings.
+    pub config: Config,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// Read defaults, then the TOML file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("PORTCULLIS_"))
+    }
+
+    /// Read defaults, then settings given as TOML text; the environment is
+    /// not consulted (tests build many differently configured servers in
+    /// one process).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let figment =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+        Self::extract(figment)
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "the config file {} does not exist (given by --config or PORTCULLIS_CONFIG)",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // PORTCULLIS_CONFIG names the file; PORTCULLIS_TEST_* belong to the test suite.
+        let env = env
+            .ignore(&["config"])
+            .filter(|key| !key.as_str().starts_with("test_"));
+        Self::extract(figment.merge(env))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError(format!("invalid setting: {e}")))?;
+        Ok(Self { config, figment })
+    }
+
+    /// `NAME (from SOURCE)`, for messages about one setting.
+    #[must_use]
+    pub fn origin(&self, key: &str) -> String {
+        let upper = key.to_ascii_uppercase();
+        let source = match self.figment.find_metadata(key) {
+            Some(meta) if meta.name.contains("environment") => {
+                format!("environment variable PORTCULLIS_{upper}")
+            }
+            Some(meta) => match &meta.source {
+                Some(figment::Source::File(path)) => format!("config file {}", path.display()),
+                _ => "default".to_owned(),
+            },
+            None => "default".to_owned(),
+        };
+        format!("{upper} (`{key}`, from {source})")
+    }
+
+    /// The token settings, checked.
+    pub fn token_settings(&self) -> Result<TokenSettings, ConfigError> {
+        let c = &self.config;
+        let algorithm = portcullis_token::parse_algorithm(&c.algorithm)
+            .map_err(|e| ConfigError(format!("{}: {e}", self.origin("algorithm"))))?;
+        let required = |key: &str, value: &str| {
+            if value.trim().is_empty() {
+                Err(ConfigError(format!(
+                    "{} must not be empty",
+                    self.origin(key)
+                )))
+            } else {
+                Ok(value.to_owned())
+            }
+        };
+        Ok(TokenSettings {
+            algorithm,
+            access_token_lifetime: c.access_token_lifetime.0,
+            refresh_token_lifetime: c.refresh_token_lifetime.0,
+            sliding_token_lifetime: c.sliding_token_lifetime.0,
+            sliding_token_refresh_lifetime: c.sliding_token_refresh_lifetime.0,
+            audience: match c.audience.as_ref().map(|l| l.0.as_slice()) {
+                None | Some([]) => None,
+                Some([one]) => Some(Audience::One(one.clone())),
+                Some(many) => Some(Audience::Many(many.to_vec())),
+            },
+            issuer: c.issuer.clone().filter(|s| !s.is_empty()),
+            leeway: c.leeway.0,
+            user_id_claim: required("user_id_claim", &c.user_id_claim)?,
+            token_type_claim: Some(c.token_type_claim.clone()).filter(|s| !s.is_empty()),
+            jti_claim: required("jti_claim", &c.jti_claim)?,
+            sliding_refresh_exp_claim: required(
+                "sliding_token_refresh_exp_claim",
+                &c.sliding_token_refresh_exp_claim,
+            )?,
+            max_token_bytes: c.max_token_bytes,
+        })
+    }
+
+    /// The flow settings, checked.
+    pub fn auth_settings(&self) -> Result<AuthSettings, ConfigError> {
+        let c = &self.config;
+        if c.auth_header_types.0.is_empty() {
+            return Err(ConfigError(format!(
+                "{} must name at least one scheme, such as Bearer",
+                self.origin("auth_header_types")
+            )));
+        }
+        if let Some(bad) = c
+            .auth_header_types
+            .0
+            .iter()
+            .find(|t| t.contains(char::is_whitespace))
+        {
+            return Err(ConfigError(format!(
+                "{}: {bad:?} contains whitespace; a scheme is one word such as Bearer or JWT",
+                self.origin("auth_header_types")
+            )));
+        }
+        let mut classes = Vec::new();
+        for name in &c.auth_token_classes.0 {
+            match TokenType::from_class_name(name) {
+                Some(t @ (TokenType::Access | TokenType::Sliding)) => classes.push(t),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{}: {name:?} is not a token class that authenticates; allowed: AccessToken, SlidingToken",
+                        self.origin("auth_token_classes")
+                    )));
+                }
+            }
+        }
+        if classes.is_empty() {
+            return Err(ConfigError(format!(
+                "{} must not be empty",
+                self.origin("auth_token_classes")
+            )));
+        }
+        Ok(AuthSettings {
+            rotate_refresh_tokens: c.rotate_refresh_tokens,
+            blacklist_after_rotation: c.blacklist_after_rotation,
+            update_last_login: c.update_last_login,
+            check_user_is_active: c.check_user_is_active,
+            check_revoke_token: c.check_revoke_token,
+            revoke_token_claim: c.revoke_token_claim.clone(),
+            auth_token_classes: classes,
+            auth_header_types: c.auth_header_types.0.clone(),
+        })
+    }
+
+    /// The Argon2id parameters, checked.
+    pub fn hash_params(&self) -> Result<HashParams, ConfigError> {
+        let c = &self.config;
+        let params = HashParams {
+            memory_kib: c.password_hash_memory_kib,
+            iterations: c.password_hash_iterations,
+            parallelism: c.password_hash_parallelism,
+        };
+        if params.iterations == 0
+            || params.parallelism == 0
+            || params.memory_kib < 8 * params.parallelism
+        {
+            return Err(ConfigError(format!(
+                "{}, {} and {} are not valid Argon2 parameters: iterations and parallelism must be at least 1 and memory at least 8 KiB per lane",
+                self.origin("password_hash_memory_kib"),
+                self.origin("password_hash_iterations"),
+                self.origin("password_hash_parallelism"),
+            )));
+        }
+        Ok(params)
+    }
+
+    /// The header the token is read from: `Authorization`, or Django's
+    /// `HTTP_X_ACCESS_TOKEN` form for `X-Access-Token`.
+    pub fn auth_header_name(&self) -> Result<axum::http::HeaderName, ConfigError> {
+        let raw = self.config.auth_header_name.trim();
+        let name = raw
+            .strip_prefix("HTTP_")
+            .map_or_else(|| raw.to_owned(), |rest| rest.replace('_', "-"));
+        axum::http::HeaderName::try_from(name.to_ascii_lowercase()).map_err(|_| {
+            ConfigError(format!(
+                "{}: {raw:?} is not a valid header name",
+                self.origin("auth_header_name")
+            ))
+        })
+    }
+
+    /// The listening address.
+    pub fn bind(&self) -> Result<SocketAddr, ConfigError> {
+        self.config.bind.parse().map_err(|_| {
+            ConfigError(format!(
+                "{}: {:?} is not an address; use HOST:PORT such as 127.0.0.1:8000 or 0.0.0.0:8000",
+                self.origin("bind"),
+                self.config.bind
+            ))
+        })
+    }
+
+    /// The configured signing key bytes, from `SIGNING_KEY` or
+    /// `SIGNING_KEY_FILE`; `None` when neither is set.
+    pub fn signing_key(&self) -> Result<Option<SecretString>, ConfigError> {
+        let c = &self.config;
+        match (&c.signing_key, &c.signing_key_file) {
+            (Some(_), Some(_)) => Err(ConfigError(format!(
+                "both {} and {} are set; set only one",
+                self.origin("signing_key"),
+                self.origin("signing_key_file")
+            ))),
+            (Some(key), None) => Ok(Some(key.clone())),
+            (None, Some(path)) => {
+                read_key_file(path, &self.origin("signing_key_file")).map(|k| Some(k.into()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The configured verifying key, from `VERIFYING_KEY` or `VERIFYING_KEY_FILE`.
+    pub fn verifying_key(&self) -> Result<Option<String>, ConfigError> {
+        let c = &self.config;
+        match (&c.verifying_key, &c.verifying_key_file) {
+            (Some(_), Some(_)) => Err(ConfigError(format!(
+                "both {} and {} are set; set only one",
+                self.origin("verifying_key"),
+                self.origin("verifying_key_file")
+            ))),
+            (Some(key), None) => Ok(Some(key.clone()).filter(|k| !k.is_empty())),
+            (None, Some(path)) => read_key_file(path, &self.origin("verifying_key_file")).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+fn read_key_file(path: &Path, origin: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{origin}: cannot read {}: {e}", path.display())))?;
+    // A secret written with `echo` ends in a newline that is not part of it.
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Expose a secret's bytes for key loading.
+#[must_use]
+pub fn secret_bytes(secret: &SecretString) -> &[u8] {
+    secret.expose_secret().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seconds(text: &str) -> Result<Seconds, String> {
+        serde_json::from_value(serde_json::json!(text)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn durations_take_seconds_or_units() {
+        assert_eq!(seconds("300"), Ok(Seconds(300)));
+        assert_eq!(seconds("5m"), Ok(Seconds(300)));
+        assert_eq!(seconds("1d"), Ok(Seconds(86_400)));
+        assert_eq!(seconds("1h 30m"), Ok(Seconds(5_400)));
+        assert_eq!(
+            serde_json::from_value::<Seconds>(serde_json::json!(42)).unwrap(),
+            Seconds(42)
+        );
+        assert!(
+            seconds("soon")
+                .unwrap_err()
+                .contains("\"soon\" is not a duration")
+        );
+        assert!(seconds("-5").is_err());
+    }
+
+    #[test]
+    fn lists_take_arrays_or_commas() {
+        let l: List = serde_json::from_value(serde_json::json!("Bearer, JWT")).unwrap();
+        assert_eq!(l.0, ["Bearer", "JWT"]);
+        let l: List = serde_json::from_value(serde_json::json!(["Bearer"])).unwrap();
+        assert_eq!(l.0, ["Bearer"]);
+    }
+}

@@ -1,0 +1,7 @@
+//! The `portcullis` binary as a library, so tests can build the real
+//! application on port 0 and drive the real CLI code.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod startup;

@@ -1,0 +1,179 @@
+//! Building and running the server. `main` stays thin; tests call
+//! [`Application::build`] with `BIND=127.0.0.1:0` and talk HTTP to it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use portcullis_core::{AuthService, PasswordHasher, Store};
+use portcullis_http::{AppState, HttpSettings};
+use portcullis_store::SqlStore;
+use portcullis_token::{SigningKeys, SystemClock, TokenEngine, is_hmac};
+use tokio::net::TcpListener;
+
+use crate::config::{ConfigError, Loaded, secret_bytes};
+
+/// Where a generated HMAC secret is kept (in the database, so every node
+/// that shares it signs with the same key).
+const GENERATED_KEY_SETTING: &str = "generated_signing_key";
+
+/// A built, bound, not yet running server.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    store: SqlStore,
+    auth: AuthService,
+}
+
+impl Application {
+    /// Check every setting, open and migrate the database, load the keys and
+    /// bind the listener.
+    pub async fn build(loaded: &Loaded) -> anyhow::Result<Self> {
+        let token_settings = loaded.token_settings()?;
+        let auth_settings = loaded.auth_settings()?;
+        let hash_params = loaded.hash_params()?;
+        let http = HttpSettings {
+            auth_header_name: loaded.auth_header_name()?,
+            max_body_bytes: loaded.config.max_body_bytes,
+        };
+        let bind = loaded.bind()?;
+        let store = open_store(loaded).await?;
+        let keys = load_keys(loaded, &store).await?;
+        let engine = TokenEngine::new(token_settings, keys, Arc::new(SystemClock));
+        let hasher = PasswordHasher::new(hash_params, cores()).map_err(ConfigError)?;
+        let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
+        let auth = AuthService::new(engine, store_dyn, hasher, auth_settings);
+        let router = portcullis_http::router(AppState::new(auth.clone(), http));
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} (BIND)"))?;
+        Ok(Self {
+            listener,
+            router,
+            store,
+            auth,
+        })
+    }
+
+    /// The flows the server runs (for administration and tests).
+    #[must_use]
+    pub fn auth(&self) -> &AuthService {
+        &self.auth
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` completes, then finish in-flight requests.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, backend = self.store.backend(), "portcullis is listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the server failed")?;
+        self.store.close().await;
+        tracing::info!("portcullis stopped");
+        Ok(())
+    }
+}
+
+/// Open (creating and migrating) the configured database.
+pub async fn open_store(loaded: &Loaded) -> anyhow::Result<SqlStore> {
+    SqlStore::connect(&loaded.config.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.origin("database_url")))
+}
+
+/// The configured key pair, or — for HMAC with no key configured — the
+/// key generated on first start and kept in the database, as Django's
+/// `startproject` writes a `SECRET_KEY`. There is no built-in default key.
+async fn load_keys(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<SigningKeys> {
+    let token_settings = loaded.token_settings()?;
+    let algorithm = token_settings.algorithm;
+    let verifying = loaded.verifying_key()?;
+    let key_origin = if loaded.config.signing_key.is_some() {
+        loaded.origin("signing_key")
+    } else {
+        loaded.origin("signing_key_file")
+    };
+    if let Some(secret) = loaded.signing_key()? {
+        return SigningKeys::new(
+            algorithm,
+            secret_bytes(&secret),
+            verifying.as_deref().map(str::as_bytes),
+        )
+        .map_err(|e| ConfigError(format!("{key_origin}: {e}")).into());
+    }
+    if !is_hmac(algorithm) {
+        return Err(ConfigError(format!(
+            "{} needs a private key: set SIGNING_KEY_FILE to a PEM file (for example one made by `openssl genpkey -algorithm ed25519 -out signing.pem` for EdDSA)",
+            loaded.origin("algorithm")
+        ))
+        .into());
+    }
+    let existing = store.setting(GENERATED_KEY_SETTING).await?;
+    let secret = match existing {
+        Some(secret) => secret,
+        None => {
+            let candidate = SigningKeys::generate_hmac_secret()?;
+            let secret = store
+                .init_setting(GENERATED_KEY_SETTING, &candidate)
+                .await?;
+            if secret == candidate {
+                tracing::warn!(
+                    "no SIGNING_KEY is configured: generated a random signing key and stored it in the database; set SIGNING_KEY to share a key with other services"
+                );
+            }
+            secret
+        }
+    };
+    SigningKeys::new(algorithm, secret.as_bytes(), None).map_err(|e| {
+        ConfigError(format!(
+            "the generated signing key in the database does not suit {}: {e}",
+            loaded.origin("algorithm")
+        ))
+        .into()
+    })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,339 @@
+//! `TestApp`: a real server on port 0 over a fresh database of either
+//! backend, plus typed request helpers.
+//!
+//! PostgreSQL tests use `PORTCULLIS_TEST_POSTGRES_URL`, defaulting to the
+//! server every developer machine and CI runs
+//! (`postgres://postgres@127.0.0.1:5432/test`). They never skip: if the
+//! server is unreachable, they fail and say so.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use portcullis::config::Loaded;
+use portcullis::startup::Application;
+use portcullis_core::{AuthService, NewUser, User, Username};
+use serde_json::Value;
+use sqlx::Connection as _;
+use tokio::sync::oneshot;
+
+/// The HMAC key the tests share with the recorded simplejwt world.
+pub(crate) const SIGNING_KEY: &str = "compat-signing-key-0123456789abcdef0123456789abcdef";
+
+/// Cheap Argon2 for tests; the production defaults are OWASP's.
+const CHEAP_HASHING: &str = "password_hash_memory_kib = 64\npassword_hash_iterations = 1\n";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Run a test body once per backend: `both_backends!(name, name2, …)`
+/// makes `name::sqlite` and `name::postgres` from `async fn name(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
+pub(crate) fn postgres_admin_url() -> String {
+    std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh, empty database; dropped with the value.
+pub(crate) struct TestDatabase {
+    pub(crate) url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres_name: Option<String>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TestDatabase {
+    pub(crate) async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+                Self {
+                    url,
+                    _dir: Some(dir),
+                    postgres_name: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!(
+                    "portcullis_test_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed)
+                );
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {admin} (PORTCULLIS_TEST_POSTGRES_URL) is unreachable: {e}")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                conn.close().await.ok();
+                let (base, _) = admin.rsplit_once('/').expect("database URL with a path");
+                Self {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                    postgres_name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let admin = postgres_admin_url();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await
+                        .ok();
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// A running server.
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) auth: AuthService,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub(crate) db: TestDatabase,
+}
+
+impl TestApp {
+    /// A server with the shared signing key and `settings` (TOML) on top.
+    pub(crate) async fn spawn(backend: Backend, settings: &str) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let toml = format!(
+            "bind = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\nsigning_key = \"{SIGNING_KEY}\"\nlog = \"warn\"\n{CHEAP_HASHING}{settings}",
+            db.url
+        );
+        Self::spawn_with(db, &toml).await
+    }
+
+    /// A server configured by exactly this TOML (plus the database).
+    pub(crate) async fn spawn_with(db: TestDatabase, toml: &str) -> Self {
+        let loaded = Loaded::from_toml(toml).unwrap_or_else(|e| panic!("test config: {e}\n{toml}"));
+        let app = Application::build(&loaded)
+            .await
+            .unwrap_or_else(|e| panic!("build: {e:#}"));
+        let addr = app.local_addr().unwrap();
+        let auth = app.auth().clone();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async {
+                rx.await.ok();
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder().build().unwrap(),
+            auth,
+            shutdown: Some(tx),
+            task: Some(task),
+            db,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Create an account directly in the store.
+    pub(crate) async fn user(
+        &self,
+        username: &str,
+        password: &str,
+        active: bool,
+        staff: bool,
+    ) -> User {
+        let hash = self.auth.hasher().hash(password.into()).await.unwrap();
+        self.auth
+            .store()
+            .create_user(&NewUser {
+                username: Username::parse(username).unwrap(),
+                email: format!("{username}@example.com"),
+                password_hash: hash,
+                is_active: active,
+                is_staff: staff,
+                is_superuser: false,
+                date_joined: 0,
+            })
+            .await
+            .unwrap()
+    }
+
+    /// POST a JSON body.
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Reply {
+        Reply::read(
+            self.client
+                .post(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// GET with an optional `Authorization: Bearer` token.
+    pub(crate) async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = bearer {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Reply::read(request.send().await.unwrap()).await
+    }
+
+    /// Log in and return (refresh, access).
+    pub(crate) async fn login(&self, username: &str, password: &str) -> (String, String) {
+        let reply = self
+            .post(
+                "/api/token/",
+                serde_json::json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "login failed: {}", reply.body);
+        (
+            reply.json["refresh"].as_str().unwrap().to_owned(),
+            reply.json["access"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Stop the server and wait for it.
+    pub(crate) async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        if let Some(task) = self.task.take() {
+            task.await.ok();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
+    pub(crate) json: Value,
+}
+
+impl Reply {
+    pub(crate) async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+/// Decode a JWT's payload without verifying it (test inspection only).
+pub(crate) fn claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// An HS256 token made with an independent implementation (the `hmac`
+/// crate), not portcullis's engine.
+pub(crate) fn mint_hs(algorithm: &str, key: &[u8], claims: &Value) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = format!(r#"{{"alg":"{algorithm}","typ":"JWT"}}"#);
+    let message = format!(
+        "{}.{}",
+        b64(header.as_bytes()),
+        b64(serde_json::to_string(claims).unwrap().as_bytes())
+    );
+    let signature = match algorithm {
+        "HS256" => {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            mac.update(message.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        "HS384" => {
+            let mut mac = Hmac::<sha2::Sha384>::new_from_slice(key).unwrap();
+            mac.update(message.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        "HS512" => {
+            let mut mac = Hmac::<sha2::Sha512>::new_from_slice(key).unwrap();
+            mac.update(message.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        other => panic!("mint_hs does not do {other}"),
+    };
+    format!("{message}.{}", b64(&signature))
+}
+
+/// The current Unix time.
+pub(crate) fn now() -> i64 {
+    use portcullis_token::Clock as _;
+    portcullis_token::SystemClock.now()
+}
