@@ -83,14 +83,14 @@ impl PasswordHasher {
     ) -> Result<Verified, String> {
         let dummy = Arc::clone(&self.dummy_hash);
         let params = self.params.clone();
-        self.run(move || match stored {
-            Some(stored) => verify_blocking(&params, password.expose_secret(), &stored),
-            None => {
-                let _ = verify_blocking(&params, password.expose_secret(), &dummy);
-                Verified {
-                    matched: false,
-                    needs_rehash: false,
-                }
+        self.run(move || {
+            let known = stored.is_some();
+            let hash = stored.as_deref().unwrap_or(&dummy);
+            let verified = verify_blocking(&params, password.expose_secret(), hash);
+            // The dummy's result is computed, then thrown away.
+            Verified {
+                matched: known && verified.matched,
+                needs_rehash: known && verified.needs_rehash,
             }
         })
         .await

@@ -167,12 +167,7 @@ impl AuthService {
     #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, raw: &str) -> Result<(String, Option<String>), AuthError> {
         let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
-        if let Some(user) = self.token_user(&refresh).await? {
-            if self.settings.check_revoke_token && !self.revoke_claim_matches(&refresh, &user) {
-                self.blacklist_token(&refresh).await?;
-                return Err(AuthError::PasswordChangedOnRefresh);
-            }
-        }
+        self.check_refresh_user(&refresh).await?;
         let access = self
             .engine
             .access_from_refresh(&refresh)
@@ -196,12 +191,11 @@ impl AuthService {
     pub async fn verify(&self, raw: &str) -> Result<(), AuthError> {
         let token = self.engine.decode(raw.as_bytes())?;
         token.verify(self.engine.settings(), self.engine.now(), None)?;
-        if self.settings.blacklist_after_rotation {
-            if let Some(jti) = token.jti(self.engine.settings()) {
-                if self.store.is_blacklisted(jti).await? {
-                    return Err(AuthError::VerifyBlacklisted);
-                }
-            }
+        if self.settings.blacklist_after_rotation
+            && let Some(jti) = token.jti(self.engine.settings())
+            && self.store.is_blacklisted(jti).await?
+        {
+            return Err(AuthError::VerifyBlacklisted);
         }
         Ok(())
     }
@@ -231,12 +225,7 @@ impl AuthService {
             self.engine.now(),
             settings.leeway,
         )?;
-        if let Some(user) = self.token_user(&sliding).await? {
-            if self.settings.check_revoke_token && !self.revoke_claim_matches(&sliding, &user) {
-                self.blacklist_token(&sliding).await?;
-                return Err(AuthError::PasswordChangedOnRefresh);
-            }
-        }
+        self.check_refresh_user(&sliding).await?;
         self.encode(&self.engine.slide(&sliding))
     }
 
@@ -326,6 +315,20 @@ impl AuthService {
         }
         token.verify(self.engine.settings(), self.engine.now(), Some(token_type))?;
         Ok(token)
+    }
+
+    /// The user checks of simplejwt master's refresh serializers: the user
+    /// must exist and be active, and with `CHECK_REVOKE_TOKEN` the password
+    /// must not have changed (then the token is blacklisted too).
+    async fn check_refresh_user(&self, token: &Token) -> Result<(), AuthError> {
+        if let Some(user) = self.token_user(token).await?
+            && self.settings.check_revoke_token
+            && !self.revoke_claim_matches(token, &user)
+        {
+            self.blacklist_token(token).await?;
+            return Err(AuthError::PasswordChangedOnRefresh);
+        }
+        Ok(())
     }
 
     /// The refresh serializer's user checks (`USER_AUTHENTICATION_RULE`).
@@ -445,10 +448,13 @@ impl AuthService {
 /// simplejwt's `get_md5_hash_password`: MD5 of the stored hash string, in
 /// uppercase hex. It identifies a password version; it protects nothing.
 fn revoke_claim(user: &User) -> String {
+    use std::fmt::Write as _;
     Md5::digest(user.password.as_bytes())
         .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect()
+        .fold(String::with_capacity(32), |mut out, b| {
+            let _ = write!(out, "{b:02X}");
+            out
+        })
 }
 
 fn internal(e: impl std::fmt::Display) -> AuthError {

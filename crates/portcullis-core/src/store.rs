@@ -14,6 +14,9 @@ pub enum StoreError {
     /// A unique constraint refused the write (a taken username).
     #[error("{0}")]
     Conflict(String),
+    /// The database URL cannot be used; the message says how to fix it.
+    #[error("{0}")]
+    InvalidUrl(String),
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(String),

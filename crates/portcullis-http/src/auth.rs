@@ -25,7 +25,7 @@ impl FromRequestParts<AppState> for MaybeAuthUser {
         let header = parts
             .headers
             .get(&state.http().auth_header_name)
-            .map(|v| v.as_bytes());
+            .map(axum::http::HeaderValue::as_bytes);
         Ok(Self(state.auth().authenticate(header).await?))
     }
 }

@@ -2,7 +2,7 @@
 //! text in the 400 body (`"JSON parse error - Expecting value: line 1
 //! column 1 (char 0)"`) and clients show it.
 //!
-//! Parsing itself is serde_json's; only the message is translated. The
+//! Parsing itself is `serde_json`'s; only the message is translated. The
 //! position rules are CPython 3.11's: `line` and `column` are 1-based and
 //! count characters, `char` is the 0-based character offset; at end of
 //! input Python points one past the last character.
@@ -102,9 +102,9 @@ fn object_expectation(text: &str) -> &'static str {
 /// The byte offset of the last `"` not escaped by a backslash.
 fn last_quote(text: &str) -> Option<usize> {
     text.char_indices()
-        .filter(|&(i, c)| c == '"' && !text.get(..i).is_some_and(|b| b.ends_with('\\')))
+        .rev()
+        .find(|&(i, c)| c == '"' && !text.get(..i).is_some_and(|b| b.ends_with('\\')))
         .map(|(i, _)| i)
-        .last()
 }
 
 /// Back up over the letters, digits and signs of a bad literal.
@@ -117,7 +117,7 @@ fn value_start(text: &str, at: usize) -> usize {
         .map_or(at, |(i, _)| i)
 }
 
-/// serde_json's 1-based line and byte column as a byte offset.
+/// `serde_json`'s 1-based line and byte column as a byte offset.
 fn byte_offset(text: &str, line: usize, column: usize) -> usize {
     let line_start: usize = text
         .split_inclusive('\n')

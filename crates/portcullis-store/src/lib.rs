@@ -71,6 +71,7 @@ impl From<UserRow> for User {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // shaped for `map_err`
 fn db_error(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
@@ -94,7 +95,7 @@ impl SqlStore {
             }
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Database(format!("invalid SQLite URL: {e}")))?
+                .map_err(|e| StoreError::InvalidUrl(format!("invalid SQLite URL: {e}")))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
@@ -112,7 +113,7 @@ impl SqlStore {
                 pool: Pool::Sqlite(pool),
             }
         } else {
-            return Err(StoreError::Database(
+            return Err(StoreError::InvalidUrl(
                 "the database URL must start with sqlite: (for example sqlite://portcullis.sqlite3) or postgres://".to_owned(),
             ));
         };

@@ -198,7 +198,10 @@ mod tests {
     use super::*;
 
     fn token(value: Value) -> Token {
-        Token::from_claims(value.as_object().unwrap().clone())
+        let Value::Object(claims) = value else {
+            panic!("an object")
+        };
+        Token::from_claims(claims)
     }
 
     #[test]

@@ -208,7 +208,9 @@ impl Default for Config {
             password_hash_parallelism: hash.parallelism,
             max_token_bytes: defaults.max_token_bytes,
             max_body_bytes: 1024 * 1024,
-            log: "info".to_owned(),
+            // sqlx reports PostgreSQL notices (such as "relation already
+            // exists, skipping" on every migration check) at info.
+            log: "info,sqlx=warn".to_owned(),
         }
     }
 }

@@ -120,21 +120,20 @@ async fn load_keys(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<SigningK
         ))
         .into());
     }
-    let existing = store.setting(GENERATED_KEY_SETTING).await?;
-    let secret = match existing {
-        Some(secret) => secret,
-        None => {
-            let candidate = SigningKeys::generate_hmac_secret()?;
-            let secret = store
-                .init_setting(GENERATED_KEY_SETTING, &candidate)
-                .await?;
-            if secret == candidate {
-                tracing::warn!(
-                    "no SIGNING_KEY is configured: generated a random signing key and stored it in the database; set SIGNING_KEY to share a key with other services"
-                );
-            }
-            secret
+    let secret = if let Some(secret) = store.setting(GENERATED_KEY_SETTING).await? {
+        secret
+    } else {
+        let candidate = SigningKeys::generate_hmac_secret()?;
+        // Nodes starting together agree: the first insert wins.
+        let secret = store
+            .init_setting(GENERATED_KEY_SETTING, &candidate)
+            .await?;
+        if secret == candidate {
+            tracing::warn!(
+                "no SIGNING_KEY is configured: generated a random signing key and stored it in the database; set SIGNING_KEY to share a key with other services"
+            );
         }
+        secret
     };
     SigningKeys::new(algorithm, secret.as_bytes(), None).map_err(|e| {
         ConfigError(format!(

@@ -37,13 +37,13 @@ pub(crate) fn router() -> Router<AppState> {
             view(post(refresh_sliding), refresh_sliding_options()),
         ),
     ];
-    let mut router = Router::new();
-    for (path, method_router) in routes {
-        router = router
-            .route(path, method_router.clone())
-            .route(path.trim_end_matches('/'), method_router);
-    }
-    router.layer(map_response(drf_headers("POST, OPTIONS")))
+    routes
+        .into_iter()
+        .fold(Router::new(), |app, (path, view)| {
+            app.route(path, view.clone())
+                .route(path.trim_end_matches('/'), view)
+        })
+        .layer(map_response(drf_headers("POST, OPTIONS")))
 }
 
 fn view(method_router: MethodRouter<AppState>, options: Value) -> MethodRouter<AppState> {

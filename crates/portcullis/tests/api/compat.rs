@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use portcullis_core::{NewUser, Store as _, User, Username};
+use portcullis_core::{NewUser, User, Username};
 use portcullis_token::TokenType;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
@@ -94,14 +94,17 @@ fn master_user_checks() -> BTreeMap<(&'static str, usize), (u16, &'static str)> 
     ])
 }
 
-/// A profile's SIMPLE_JWT overrides as portcullis TOML settings.
+/// A profile's `SIMPLE_JWT` overrides as portcullis TOML settings.
 fn profile_toml(profile: &Value) -> String {
+    use std::fmt::Write as _;
     profile
         .as_object()
         .unwrap()
         .iter()
-        .map(|(key, value)| format!("{} = {}\n", key.to_ascii_lowercase(), toml_value(value)))
-        .collect()
+        .fold(String::new(), |mut out, (key, value)| {
+            let _ = writeln!(out, "{} = {}", key.to_ascii_lowercase(), toml_value(value));
+            out
+        })
 }
 
 fn toml_value(value: &Value) -> String {
@@ -413,7 +416,7 @@ async fn replay_case(backend: Backend, case: Value, profiles: Value) -> Vec<Stri
             .or_else(|| master.get(&(name.as_str(), index)).copied());
         if let Some((status, body)) = overridden {
             want_status = status;
-            want_body = body.to_owned();
+            body.clone_into(&mut want_body);
             let allow = if request["path"]
                 .as_str()
                 .unwrap()
@@ -455,8 +458,10 @@ async fn replay_case(backend: Backend, case: Value, profiles: Value) -> Vec<Stri
                 mask_jwts(&text)
             ));
         }
-        if overridden.is_none() {
-            if let Some(tokens) = expected.get("tokens").and_then(Value::as_object) {
+        if overridden.is_none()
+            && let Some(tokens) = expected.get("tokens").and_then(Value::as_object)
+        {
+            {
                 for (field, want) in tokens {
                     let ours = token_summary(json_reply[field].as_str().unwrap_or_default());
                     if &ours != want {

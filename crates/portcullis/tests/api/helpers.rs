@@ -337,3 +337,112 @@ pub(crate) fn now() -> i64 {
     use portcullis_token::Clock as _;
     portcullis_token::SystemClock.now()
 }
+
+/// The real `portcullis` binary with a clean environment (no stray
+/// `PORTCULLIS_*` from the developer's shell).
+pub(crate) fn binary() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .kill_on_drop(true);
+    command
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Run the binary to completion, feeding `stdin`.
+pub(crate) async fn run(mut command: tokio::process::Command, stdin: &str) -> Output {
+    use tokio::io::AsyncWriteExt as _;
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("spawn portcullis");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(std::time::Duration::from_mins(1), child.wait_with_output())
+        .await
+        .expect("portcullis did not finish within 60 s")
+        .unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `portcullis serve` as a child process, listening on a port it chose.
+pub(crate) struct Served {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) base: String,
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    /// Start `serve` (with `BIND=127.0.0.1:0`) and wait until it listens.
+    pub(crate) async fn start(mut command: tokio::process::Command) -> Result<Self, String> {
+        use tokio::io::AsyncBufReadExt as _;
+        command
+            .arg("serve")
+            .env("PORTCULLIS_BIND", "127.0.0.1:0")
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("spawn portcullis serve");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let addr = loop {
+            let line = tokio::time::timeout_at(deadline, lines.next_line()).await;
+            let Ok(Ok(Some(line))) = line else {
+                let code = child.wait().await.ok().and_then(|s| s.code());
+                return Err(format!("{}(exit code {code:?})", log.lock().unwrap()));
+            };
+            log.lock().unwrap().push_str(&line);
+            log.lock().unwrap().push('\n');
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        let sink = std::sync::Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        Ok(Self {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        })
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Send SIGTERM and wait for the exit code.
+    pub(crate) async fn terminate(mut self) -> (i32, String) {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let log = self.log.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), log)
+    }
+}

@@ -2,6 +2,14 @@
 //! `portcullis` server (built in-process on port 0, or the real binary),
 //! on SQLite and on PostgreSQL.
 
+// Test code: a failed unwrap is a failed test, which is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod helpers;
 
 mod cli;
