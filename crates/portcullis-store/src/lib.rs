@@ -39,6 +39,15 @@ macro_rules! on_pool {
     };
 }
 
+/// Execute one statement with its binds on whichever pool is in use, and
+/// count the rows it changed.
+macro_rules! execute {
+    ($self:expr, $sql:expr $(, $bind:expr)* $(,)?) => {
+        on_pool!($self, pool => sqlx::query($sql)$(.bind($bind))*.execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(db_error)
+    };
+}
+
 const USER_COLUMNS: &str =
     "id, username, email, password, is_active, is_staff, is_superuser, date_joined, last_login";
 
@@ -148,9 +157,7 @@ impl SqlStore {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
-            .map_err(db_error)?;
-        Ok(())
+        execute!(self, "SELECT 1").map(|_| ())
     }
 
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
@@ -207,66 +214,50 @@ impl Store for SqlStore {
     }
 
     async fn set_password(&self, id: i64, hash: &str) -> Result<bool, StoreError> {
-        let done =
-            on_pool!(self, pool => sqlx::query("UPDATE users SET password = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-            .map_err(db_error)?;
-        Ok(done == 1)
+        Ok(execute!(
+            self,
+            "UPDATE users SET password = $1 WHERE id = $2",
+            hash,
+            id
+        )? == 1)
     }
 
     async fn set_active(&self, id: i64, active: bool) -> Result<bool, StoreError> {
-        let done =
-            on_pool!(self, pool => sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
-            .bind(active)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-            .map_err(db_error)?;
-        Ok(done == 1)
+        Ok(execute!(
+            self,
+            "UPDATE users SET is_active = $1 WHERE id = $2",
+            active,
+            id
+        )? == 1)
     }
 
     async fn delete_user(&self, id: i64) -> Result<bool, StoreError> {
-        let done = on_pool!(self, pool => sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(db_error)?;
-        Ok(done == 1)
+        Ok(execute!(self, "DELETE FROM users WHERE id = $1", id)? == 1)
     }
 
     async fn update_last_login(&self, id: i64, at: i64) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
-            .bind(at)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|_| ()))
-        .map_err(db_error)?;
-        Ok(())
+        execute!(
+            self,
+            "UPDATE users SET last_login = $1 WHERE id = $2",
+            at,
+            id
+        )
+        .map(|_| ())
     }
 
     async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
         // The user is recorded only if it exists, as a foreign key must.
-        on_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO outstanding_tokens (user_id, jti, created_at, expires_at) \
              VALUES ((SELECT id FROM users WHERE id = $1), $2, $3, $4) \
              ON CONFLICT (jti) DO NOTHING",
+            token.user_id,
+            &token.jti,
+            token.created_at,
+            token.expires_at,
         )
-        .bind(token.user_id)
-        .bind(&token.jti)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .execute(pool)
-        .await
-        .map(|_| ()))
-        .map_err(db_error)?;
-        Ok(())
+        .map(|_| ())
     }
 
     async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
@@ -285,25 +276,21 @@ impl Store for SqlStore {
         // conditional UPDATE: only the caller that flips blacklisted_at from
         // NULL sees a row affected, however many race.
         self.record_outstanding(token).await?;
-        let done = on_pool!(self, pool => sqlx::query(
+        let changed = execute!(
+            self,
             "UPDATE outstanding_tokens SET blacklisted_at = $1 WHERE jti = $2 AND blacklisted_at IS NULL",
-        )
-        .bind(at)
-        .bind(&token.jti)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
-        .map_err(db_error)?;
-        Ok(done == 1)
+            at,
+            &token.jti,
+        )?;
+        Ok(changed == 1)
     }
 
     async fn flush_expired(&self, now: i64) -> Result<u64, StoreError> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM outstanding_tokens WHERE expires_at <= $1")
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(db_error)
+        execute!(
+            self,
+            "DELETE FROM outstanding_tokens WHERE expires_at <= $1",
+            now
+        )
     }
 
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -315,15 +302,12 @@ impl Store for SqlStore {
     }
 
     async fn init_setting(&self, key: &str, value: &str) -> Result<String, StoreError> {
-        on_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO server_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(pool)
-        .await
-        .map(|_| ()))
-        .map_err(db_error)?;
+            key,
+            value,
+        )?;
         self.setting(key)
             .await?
             .ok_or_else(|| StoreError::Database(format!("setting {key} vanished after insert")))

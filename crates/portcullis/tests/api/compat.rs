@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use portcullis_core::{NewUser, User, Username};
+use portcullis_core::User;
 use portcullis_token::TokenType;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
@@ -130,21 +130,9 @@ async fn world(app: &TestApp) -> BTreeMap<String, User> {
         ("bob", "bob-password-2", "bob@example.com", false, false),
         ("carol", "carol-password-3", "", true, true),
     ] {
-        let hash = app.auth.hasher().hash(password.into()).await.unwrap();
         let user = app
-            .auth
-            .store()
-            .create_user(&NewUser {
-                username: Username::parse(username).unwrap(),
-                email: email.to_owned(),
-                password_hash: hash,
-                is_active: active,
-                is_staff: staff,
-                is_superuser: false,
-                date_joined: 0,
-            })
-            .await
-            .unwrap();
+            .user_with_email(username, password, email, active, staff)
+            .await;
         users.insert(username.to_owned(), user);
     }
     users

@@ -178,11 +178,30 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// Create an account directly in the store.
+    /// Create an account directly in the store, with `USERNAME@example.com`.
     pub(crate) async fn user(
         &self,
         username: &str,
         password: &str,
+        active: bool,
+        staff: bool,
+    ) -> User {
+        self.user_with_email(
+            username,
+            password,
+            &format!("{username}@example.com"),
+            active,
+            staff,
+        )
+        .await
+    }
+
+    /// Create an account directly in the store.
+    pub(crate) async fn user_with_email(
+        &self,
+        username: &str,
+        password: &str,
+        email: &str,
         active: bool,
         staff: bool,
     ) -> User {
@@ -191,7 +210,7 @@ impl TestApp {
             .store()
             .create_user(&NewUser {
                 username: Username::parse(username).unwrap(),
-                email: format!("{username}@example.com"),
+                email: email.to_owned(),
                 password_hash: hash,
                 is_active: active,
                 is_staff: staff,
