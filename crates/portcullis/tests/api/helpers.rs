@@ -84,6 +84,7 @@ impl TestDatabase {
                 let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL at {admin} (PORTCULLIS_TEST_POSTGRES_URL) is unreachable: {e}")
                 });
+                drop_stale_databases(&mut conn).await;
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
                     .execute(&mut conn)
                     .await
@@ -98,6 +99,27 @@ impl TestDatabase {
             }
         }
     }
+}
+
+/// Databases left by test processes that no longer run (killed before
+/// their `Drop`), removed once per test process.
+async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'portcullis\\_test\\_%'")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap_or_default();
+        for name in names {
+            let pid = name.split('_').nth(2).unwrap_or_default();
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.ok();
+            }
+        }
+    })
+    .await;
 }
 
 impl Drop for TestDatabase {
