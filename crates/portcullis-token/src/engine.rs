@@ -290,7 +290,9 @@ mod tests {
     }
 
     fn signed(engine: &TokenEngine, claims: Value) -> String {
-        let Value::Object(claims) = claims else { panic!("an object") };
+        let Value::Object(claims) = claims else {
+            panic!("an object")
+        };
         engine.encode(&Token::from_claims(claims)).unwrap()
     }
 
@@ -299,30 +301,57 @@ mod tests {
         let e = engine(TokenSettings::default());
         let token = e.for_user(TokenType::Sliding, 7, []).unwrap();
         let keys: Vec<&String> = token.claims().keys().collect();
-        assert_eq!(keys, ["token_type", "exp", "iat", "jti", "refresh_exp", "user_id"]);
+        assert_eq!(
+            keys,
+            ["token_type", "exp", "iat", "jti", "refresh_exp", "user_id"]
+        );
         assert_eq!(token.get("exp"), Some(&json!(NOW + 300)));
         assert_eq!(token.get("refresh_exp"), Some(&json!(NOW + 86_400)));
         assert_eq!(token.get("user_id"), Some(&json!("7")));
         let jti = token.jti(e.settings()).unwrap();
-        assert!(jti.len() == 32 && jti.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            jti.len() == 32
+                && jti
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         let raw = e.encode(&token).unwrap();
-        assert!(raw.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."), "{{\"alg\":\"HS256\",\"typ\":\"JWT\"}}");
+        assert!(
+            raw.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."),
+            "{{\"alg\":\"HS256\",\"typ\":\"JWT\"}}"
+        );
         assert_eq!(e.decode(raw.as_bytes()).unwrap(), token);
     }
 
     #[test]
     fn access_from_refresh_copies_all_but_the_volatile_claims() {
         let e = engine(TokenSettings::default());
-        let mut refresh = e.for_user(TokenType::Refresh, 1, [("custom".to_owned(), json!([1, 2]))]).unwrap();
+        let mut refresh = e
+            .for_user(
+                TokenType::Refresh,
+                1,
+                [("custom".to_owned(), json!([1, 2]))],
+            )
+            .unwrap();
         refresh.set("user_id", json!(1));
         let access = e.access_from_refresh(&refresh).unwrap();
         let keys: Vec<&String> = access.claims().keys().collect();
-        assert_eq!(keys, ["token_type", "exp", "iat", "jti", "user_id", "custom"]);
+        assert_eq!(
+            keys,
+            ["token_type", "exp", "iat", "jti", "user_id", "custom"]
+        );
         assert_eq!(access.get("token_type"), Some(&json!("access")));
-        assert_eq!(access.get("user_id"), Some(&json!(1)), "copied as is, as simplejwt does");
+        assert_eq!(
+            access.get("user_id"),
+            Some(&json!(1)),
+            "copied as is, as simplejwt does"
+        );
         assert_ne!(access.jti(e.settings()), refresh.jti(e.settings()));
         let rotated = e.rotate(&refresh).unwrap();
-        assert_eq!(rotated.claims().keys().collect::<Vec<_>>(), refresh.claims().keys().collect::<Vec<_>>());
+        assert_eq!(
+            rotated.claims().keys().collect::<Vec<_>>(),
+            refresh.claims().keys().collect::<Vec<_>>()
+        );
         assert_ne!(rotated.jti(e.settings()), refresh.jti(e.settings()));
     }
 
@@ -330,12 +359,18 @@ mod tests {
     /// (beyond the leeway) are invalid, not expired.
     #[test]
     fn time_claims_follow_pyjwt_at_the_boundaries() {
-        let e = engine(TokenSettings { leeway: 10, ..TokenSettings::default() });
+        let e = engine(TokenSettings {
+            leeway: 10,
+            ..TokenSettings::default()
+        });
         let at = |claims| e.decode(signed(&e, claims).as_bytes()).map(|_| ());
         assert_eq!(at(json!({"exp": NOW - 10})), Err(TokenError::Expired));
         assert_eq!(at(json!({"exp": NOW - 9})), Ok(()));
         // A float exp truncates like Python's int(): NOW - 9.5 is NOW - 10.
-        assert_eq!(at(json!({"exp": 1_799_999_990.5})), Err(TokenError::Expired));
+        assert_eq!(
+            at(json!({"exp": 1_799_999_990.5})),
+            Err(TokenError::Expired)
+        );
         assert_eq!(at(json!({"exp": 1_799_999_991.5})), Ok(()));
         assert_eq!(at(json!({"iat": NOW + 10})), Ok(()));
         assert_eq!(at(json!({"iat": NOW + 11})), Err(TokenError::Invalid));
@@ -343,7 +378,11 @@ mod tests {
         assert_eq!(at(json!({"exp": "1900000000"})), Err(TokenError::Invalid));
         assert_eq!(at(json!({"exp": true})), Err(TokenError::Invalid));
         assert_eq!(at(json!({"exp": 1e300})), Err(TokenError::Invalid));
-        assert_eq!(at(json!({"iat": NOW + 11, "exp": NOW - 100})), Err(TokenError::Invalid), "iat is checked first");
+        assert_eq!(
+            at(json!({"iat": NOW + 11, "exp": NOW - 100})),
+            Err(TokenError::Invalid),
+            "iat is checked first"
+        );
         assert_eq!(at(json!({"jti": 5})), Err(TokenError::Invalid));
         assert_eq!(at(json!({"sub": 5})), Err(TokenError::Invalid));
     }
@@ -367,20 +406,47 @@ mod tests {
         let foreign = |claims| e.decode(signed(&other, claims).as_bytes()).map(|_| ());
         assert_eq!(foreign(json!({"aud": "admin", "iss": "me"})), Ok(()));
         assert_eq!(foreign(json!({"aud": ["x", "api"], "iss": "me"})), Ok(()));
-        assert_eq!(foreign(json!({"aud": "x", "iss": "me"})), Err(TokenError::Invalid));
-        assert_eq!(foreign(json!({"aud": ["api", 1], "iss": "me"})), Err(TokenError::Invalid));
+        assert_eq!(
+            foreign(json!({"aud": "x", "iss": "me"})),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            foreign(json!({"aud": ["api", 1], "iss": "me"})),
+            Err(TokenError::Invalid)
+        );
         assert_eq!(foreign(json!({"iss": "me"})), Err(TokenError::Invalid));
         assert_eq!(foreign(json!({"aud": "api"})), Err(TokenError::Invalid));
-        assert_eq!(foreign(json!({"aud": "api", "iss": "you"})), Err(TokenError::Invalid));
+        assert_eq!(
+            foreign(json!({"aud": "api", "iss": "you"})),
+            Err(TokenError::Invalid)
+        );
         // Without AUDIENCE, an aud in the token is ignored.
-        assert_eq!(other.decode(signed(&other, json!({"aud": "anything"})).as_bytes()).map(|_| ()), Ok(()));
+        assert_eq!(
+            other
+                .decode(signed(&other, json!({"aud": "anything"})).as_bytes())
+                .map(|_| ()),
+            Ok(())
+        );
     }
 
     #[test]
     fn garbage_and_oversized_tokens_are_invalid() {
-        let e = engine(TokenSettings { max_token_bytes: 64, ..TokenSettings::default() });
-        for raw in [&b""[..], b"a.b.c", b"\xff\xfe", b"eyJhbGciOiJIUzI1NiJ9..", &[b'a'; 65][..]] {
-            assert_eq!(e.decode(raw).map(|_| ()), Err(TokenError::Invalid), "{raw:?}");
+        let e = engine(TokenSettings {
+            max_token_bytes: 64,
+            ..TokenSettings::default()
+        });
+        for raw in [
+            &b""[..],
+            b"a.b.c",
+            b"\xff\xfe",
+            b"eyJhbGciOiJIUzI1NiJ9..",
+            &[b'a'; 65][..],
+        ] {
+            assert_eq!(
+                e.decode(raw).map(|_| ()),
+                Err(TokenError::Invalid),
+                "{raw:?}"
+            );
         }
     }
 }

@@ -260,3 +260,72 @@ async fn migrate_and_flush(backend: Backend) {
 }
 
 crate::both_backends!(user_lifecycle, migrate_and_flush);
+
+/// Without `--password-stdin`, the password is asked twice on the terminal
+/// (a real pseudo-terminal, through util-linux `script`).
+#[tokio::test]
+async fn password_prompted_twice_on_a_terminal() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    async fn prompt_session(
+        db: &TestDatabase,
+        username: &str,
+        answers: [&str; 2],
+    ) -> (i32, String) {
+        let command_line = format!(
+            "{} user create {username}",
+            env!("CARGO_BIN_EXE_portcullis")
+        );
+        let mut command = tokio::process::Command::new("script");
+        command
+            .args(["-qe", "-c", &command_line, "/dev/null"])
+            .env("PORTCULLIS_DATABASE_URL", &db.url)
+            .env("PORTCULLIS_PASSWORD_HASH_MEMORY_KIB", "64")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("util-linux script");
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        for (prompt, answer) in [
+            ("Password: ", answers[0]),
+            ("Password (again): ", answers[1]),
+        ] {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !seen.contains(prompt) {
+                let mut buffer = [0_u8; 256];
+                let n = tokio::time::timeout_at(deadline, stdout.read(&mut buffer))
+                    .await
+                    .expect("prompt")
+                    .unwrap();
+                assert!(n > 0, "the program ended before asking: {seen}");
+                seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+            seen = seen.replacen(prompt, "", 1);
+            stdin
+                .write_all(format!("{answer}\r").as_bytes())
+                .await
+                .unwrap();
+        }
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).await.unwrap();
+        let status = child.wait().await.unwrap();
+        (status.code().unwrap_or(-1), format!("{seen}{rest}"))
+    }
+
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let (code, output) = prompt_session(&db, "bob", ["one", "two"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        output.contains("error: the two passwords differ"),
+        "{output}"
+    );
+    let (code, output) = prompt_session(&db, "bob", ["tty-pass", "tty-pass"]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("Created user bob with id 1."), "{output}");
+    assert!(
+        !output.contains("tty-pass"),
+        "the password must not echo: {output}"
+    );
+}

@@ -106,16 +106,20 @@ impl TestDatabase {
 async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
-        let names: Vec<String> =
-            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'portcullis\\_test\\_%'")
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap_or_default();
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'portcullis\\_test\\_%'",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
         for name in names {
             let pid = name.split('_').nth(2).unwrap_or_default();
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.ok();
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *conn)
+                    .await
+                    .ok();
             }
         }
     })
