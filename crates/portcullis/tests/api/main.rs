@@ -7,5 +7,6 @@ mod helpers;
 mod cli;
 mod compat;
 mod config;
+mod django;
 mod flows;
 mod interop;
