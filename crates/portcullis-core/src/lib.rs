@@ -14,5 +14,5 @@ mod user;
 pub use error::{AuthError, TokenMessage};
 pub use password::{HashParams, PasswordHasher, Verified};
 pub use service::{AuthService, AuthSettings, Authenticated, Credentials, TokenPair};
-pub use store::{OutstandingToken, Store, StoreError};
+pub use store::{ImportedUser, OutstandingToken, Store, StoreError, Upserted};
 pub use user::{NewUser, User, Username};

@@ -5,11 +5,24 @@
 //! starving token verification, and memory stays bounded (each Argon2 call
 //! holds `m_cost` KiB). Unknown users are verified against a dummy hash made
 //! with the same parameters, so they cost the same time as a wrong password.
+//!
+//! Stored hashes that are not Argon2id PHC strings are Django's
+//! `auth_user.password` values, brought over by `portcullis import django`:
+//! they are verified with [`portcullis_django`] on the same pool, and a
+//! successful login asks for a rehash so they turn into Argon2id as users
+//! come back (Django's own `check_password` upgrades the same way). Their
+//! costs are capped before any work ([`CostLimits`]); a row over the caps,
+//! an unusable `!` password or a format nobody can verify never matches, and
+//! still costs one dummy verification, so none of them answers faster than a
+//! wrong password. What cannot be hidden: a Django hash with costs other
+//! than ours (say PBKDF2 at 1,000,000 iterations) takes its own time until
+//! its user logs in once, as it did in Django.
 
 use std::sync::Arc;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use portcullis_django::{CostLimits, DjangoHash};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
@@ -35,16 +48,13 @@ impl Default for HashParams {
     }
 }
 
-/// Stored hashes asking for more memory than this are refused unverified,
-/// so a hostile row cannot exhaust the server.
-const MAX_MEMORY_KIB: u32 = 1024 * 1024;
-
 /// Hashes and verifies passwords on a bounded blocking pool.
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
     dummy_hash: Arc<str>,
+    limits: CostLimits,
 }
 
 impl PasswordHasher {
@@ -63,7 +73,15 @@ impl PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy_hash: dummy_hash.into(),
+            limits: CostLimits::default(),
         })
+    }
+
+    /// Why a stored hash can never match, or `Ok` if it can be verified
+    /// (or is an unusable password, which is valid and never matches).
+    /// Cheap: it parses, it does not hash. The reasons never quote the hash.
+    pub fn check_stored(&self, stored: &str) -> Result<(), String> {
+        parse_stored(stored, &self.limits).map(|_| ())
     }
 
     /// Hash a password into an Argon2id PHC string.
@@ -83,14 +101,19 @@ impl PasswordHasher {
     ) -> Result<Verified, String> {
         let dummy = Arc::clone(&self.dummy_hash);
         let params = self.params.clone();
+        let limits = self.limits;
         self.run(move || {
-            let known = stored.is_some();
-            let hash = stored.as_deref().unwrap_or(&dummy);
-            let verified = verify_blocking(&params, password.expose_secret(), hash);
-            // The dummy's result is computed, then thrown away.
+            let password = password.expose_secret();
+            let outcome = stored.map(|stored| verify_stored(&params, &limits, password, &stored));
+            if let Some(verified) = outcome.flatten() {
+                return verified;
+            }
+            // Unknown user, or a hash that was refused unverified: spend what
+            // a wrong password costs, then say no.
+            let _ = verify_stored(&params, &limits, password, &dummy);
             Verified {
-                matched: known && verified.matched,
-                needs_rehash: known && verified.needs_rehash,
+                matched: false,
+                needs_rehash: false,
             }
         })
         .await
@@ -131,32 +154,86 @@ fn hash_blocking(params: &Params, password: &str) -> Result<String, String> {
         .map_err(|e| format!("could not hash the password: {e}"))
 }
 
-fn verify_blocking(params: &Params, password: &str, stored: &str) -> Verified {
-    let no = Verified {
-        matched: false,
-        needs_rehash: false,
-    };
-    // `!…` is Django's unusable password; anything unparsable never matches.
-    let Ok(hash) = PasswordHash::new(stored) else {
-        return no;
-    };
-    let Ok(stored_params) = Params::try_from(&hash) else {
-        return no;
-    };
-    if stored_params.m_cost() > MAX_MEMORY_KIB {
-        return no;
+/// A stored hash, parsed and within the cost caps.
+enum Stored {
+    /// One of ours (or any Argon2 PHC string).
+    Phc(Box<PasswordHash>, Params),
+    /// A Django `auth_user.password` value.
+    Django(DjangoHash),
+}
+
+fn parse_stored(stored: &str, limits: &CostLimits) -> Result<Stored, String> {
+    if !stored.starts_with("$argon2") {
+        return DjangoHash::parse(stored, limits)
+            .map(Stored::Django)
+            .map_err(|e| e.to_string());
     }
-    let matched = argon2(params)
-        .verify_password(password.as_bytes(), &hash)
-        .is_ok();
-    let needs_rehash = matched
-        && (hash.algorithm.as_str() != "argon2id"
-            || stored_params.m_cost() != params.m_cost()
-            || stored_params.t_cost() != params.t_cost()
-            || stored_params.p_cost() != params.p_cost());
-    Verified {
-        matched,
-        needs_rehash,
+    let hash =
+        PasswordHash::new(stored).map_err(|e| format!("malformed Argon2 PHC string: {e}"))?;
+    let params = Params::try_from(&hash).map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+    // The same caps as an imported Django Argon2 hash.
+    for (what, value, limit) in [
+        (
+            "memory (KiB)",
+            params.m_cost(),
+            limits.max_argon2_memory_kib,
+        ),
+        ("time (passes)", params.t_cost(), limits.max_argon2_time),
+        ("lanes", params.p_cost(), limits.max_argon2_lanes),
+    ] {
+        if value > limit {
+            return Err(format!(
+                "Argon2 hash asks for {what} = {value}, above the limit of {limit}"
+            ));
+        }
+    }
+    Ok(Stored::Phc(Box::new(hash), params))
+}
+
+/// `None` when the hash was refused without verifying it (logged).
+fn verify_stored(
+    params: &Params,
+    limits: &CostLimits,
+    password: &str,
+    stored: &str,
+) -> Option<Verified> {
+    let parsed = match parse_stored(stored, limits) {
+        Ok(parsed) => parsed,
+        Err(reason) => {
+            // The reason never quotes the hash (it may be a plaintext
+            // password someone stored by mistake).
+            tracing::warn!(%reason, "stored password hash refused without verifying it");
+            return None;
+        }
+    };
+    match parsed {
+        Stored::Phc(hash, stored_params) => {
+            let matched = argon2(params)
+                .verify_password(password.as_bytes(), &*hash)
+                .is_ok();
+            let needs_rehash = matched
+                && (hash.algorithm.as_str() != "argon2id"
+                    || stored_params.m_cost() != params.m_cost()
+                    || stored_params.t_cost() != params.t_cost()
+                    || stored_params.p_cost() != params.p_cost());
+            Some(Verified {
+                matched,
+                needs_rehash,
+            })
+        }
+        // An unusable password is a decision, not a failure: no log.
+        Stored::Django(DjangoHash::Unusable) => None,
+        Stored::Django(hash) => match hash.verify(password) {
+            // Every Django hash becomes one of ours on its first login.
+            Ok(matched) => Some(Verified {
+                matched,
+                needs_rehash: matched && portcullis_django::needs_rehash(&hash),
+            }),
+            Err(e) => {
+                tracing::warn!(reason = %e, algorithm = hash.algorithm(), "Django password hash could not be verified");
+                None
+            }
+        },
     }
 }
 
@@ -213,6 +290,78 @@ mod tests {
         assert!(
             !hasher
                 .verify("".into(), Some("!unusable".into()))
+                .await
+                .unwrap()
+                .matched
+        );
+    }
+
+    /// simplejwt-5.5.1.md §8: Django 5.2's own output for `password`.
+    const DJANGO_MD5: &str = "md5$seasalt1234567890abcde$3359237fa834c79f497ce5e9f0f0c2f6";
+    const DJANGO_ARGON2: &str = "argon2$argon2id$v=19$m=102400,t=2,p=8$c2Vhc2FsdDEyMzQ1Njc4OTBhYmNkZQ$nQ/875Voa4W7MYiY0wepjM1VWwhqVwe9hUCAhosjd5k";
+
+    #[tokio::test]
+    async fn django_hashes_verify_and_always_ask_for_a_rehash() {
+        let hasher = PasswordHasher::new(cheap(), 2).unwrap();
+        for stored in [DJANGO_MD5, DJANGO_ARGON2] {
+            let ok = hasher
+                .verify("password".into(), Some(stored.to_owned()))
+                .await
+                .unwrap();
+            assert_eq!(
+                ok,
+                Verified {
+                    matched: true,
+                    needs_rehash: true
+                },
+                "{stored}"
+            );
+            let bad = hasher
+                .verify("Password".into(), Some(stored.to_owned()))
+                .await
+                .unwrap();
+            assert_eq!(
+                bad,
+                Verified {
+                    matched: false,
+                    needs_rehash: false
+                }
+            );
+            assert_eq!(hasher.check_stored(stored), Ok(()));
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_hashes_never_match_and_say_why() {
+        let hasher = PasswordHasher::new(cheap(), 2).unwrap();
+        let hostile = "pbkdf2_sha256$4000000000$seasalt1234567890abcde$iJXqWb58pYVmtwDUMmjHYocr95POBFCKvDBnKmocqUU=";
+        let greedy_argon = "$argon2id$v=19$m=4194304,t=1,p=1$c2Vhc2FsdDEyMzQ1Njc4OTBhYmNkZQ$nQ/875Voa4W7MYiY0wepjM1VWwhqVwe9hUCAhosjd5k";
+        for (stored, reason) in [
+            (
+                hostile,
+                "pbkdf2_sha256 hash asks for iterations = 4000000000, above the configured limit of 10000000; raise CostLimits if this hash is genuine",
+            ),
+            (
+                greedy_argon,
+                "Argon2 hash asks for memory (KiB) = 4194304, above the limit of 1048576",
+            ),
+            (
+                "crypt$$ab1234567890",
+                "unsupported Django password hasher: crypt (Django's CryptPasswordHasher, removed in Django 5.0, stored the host's crypt(3) output, usually DES; no maintained pure-Rust crypt(3) exists, so these users must reset their passwords)",
+            ),
+        ] {
+            assert_eq!(hasher.check_stored(stored), Err(reason.to_owned()));
+            let verified = hasher
+                .verify("password".into(), Some(stored.to_owned()))
+                .await
+                .unwrap();
+            assert!(!verified.matched, "{stored}");
+        }
+        // Unusable passwords are valid rows that never match.
+        assert_eq!(hasher.check_stored("!abc"), Ok(()));
+        assert!(
+            !hasher
+                .verify("!abc".into(), Some("!abc".into()))
                 .await
                 .unwrap()
                 .matched

@@ -349,9 +349,14 @@ impl AuthService {
 
     /// `django.contrib.auth.authenticate` plus `USER_AUTHENTICATION_RULE`.
     /// Unknown users verify a dummy hash; inactive users verify their real
-    /// one: all three failures take the same time.
+    /// one: all three failures take the same time. The user id goes into
+    /// the span so a refused imported hash is logged with its owner.
+    #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn login(&self, credentials: Credentials) -> Result<User, AuthError> {
         let user = self.store.user_by_username(&credentials.username).await?;
+        if let Some(user) = &user {
+            tracing::Span::current().record("user_id", user.id);
+        }
         let stored = user.as_ref().map(|u| u.password.clone());
         let verified = self
             .hasher
@@ -365,7 +370,8 @@ impl AuthService {
             return Err(AuthError::NoActiveAccount);
         }
         if verified.needs_rehash {
-            // Django's `check_password` upgrades outdated hashes on login.
+            // Django's `check_password` upgrades outdated hashes on login;
+            // an imported Django hash always becomes Argon2id here.
             let hash = self
                 .hasher
                 .hash(credentials.password)

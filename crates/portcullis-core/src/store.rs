@@ -35,6 +35,29 @@ pub struct OutstandingToken {
     pub expires_at: i64,
 }
 
+/// An account brought from another system (`portcullis import django`),
+/// keeping its id so the `user_id` claims of tokens already issued still
+/// name the same person.
+#[derive(Debug, Clone)]
+pub struct ImportedUser {
+    /// The id the account had there.
+    pub id: i64,
+    /// The account; its hash is kept as it was there (a Django hash is
+    /// verified as such and rehashed on the first login).
+    pub account: NewUser,
+    /// The last successful login, Unix seconds.
+    pub last_login: Option<i64>,
+}
+
+/// What an idempotent import did with one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// The row was new.
+    Inserted,
+    /// A row with that key was there and now holds the imported values.
+    Updated,
+}
+
 /// Where accounts, issued tokens and the blacklist live.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -58,6 +81,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_user(&self, id: i64) -> Result<bool, StoreError>;
     /// Record a successful login.
     async fn update_last_login(&self, id: i64, at: i64) -> Result<(), StoreError>;
+    /// Insert or overwrite the account with this id. `Conflict` if another
+    /// id holds the username. Ids generated later are always above it.
+    /// A password portcullis already manages (Argon2id: rehashed at login or
+    /// changed here) is kept, and `last_login` never moves backwards, so a
+    /// re-run of an import cannot undo what happened since.
+    async fn upsert_user_with_id(&self, user: &ImportedUser) -> Result<Upserted, StoreError>;
+    /// Make every id generated from now on greater than `id`, so ids that
+    /// existed elsewhere (even deleted ones) are never handed out again.
+    async fn reserve_user_ids(&self, id: i64) -> Result<(), StoreError>;
 
     /// Record an issued refresh or sliding token (idempotent by `jti`).
     async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError>;
@@ -68,6 +100,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// the atomic step that makes concurrent rotations of one refresh
     /// token yield exactly one success.
     async fn blacklist(&self, token: &OutstandingToken, at: i64) -> Result<bool, StoreError>;
+    /// Import an outstanding token by `jti`, blacklisted if `blacklisted_at`
+    /// is set. A re-run updates the row; a blacklisting already recorded is
+    /// never undone. The user is kept only if it exists.
+    async fn upsert_outstanding(
+        &self,
+        token: &OutstandingToken,
+        blacklisted_at: Option<i64>,
+    ) -> Result<Upserted, StoreError>;
     /// simplejwt's `flushexpiredtokens`: delete outstanding tokens (and
     /// their blacklist entries) whose `exp` is at or before `now`.
     async fn flush_expired(&self, now: i64) -> Result<u64, StoreError>;

@@ -12,7 +12,8 @@ pub struct User {
     pub username: String,
     /// Email address, possibly empty.
     pub email: String,
-    /// The password hash (an Argon2id PHC string), or `!` for none.
+    /// The password hash: an Argon2id PHC string, a Django hash imported by
+    /// `portcullis import django` (until its first login), or `!…` for none.
     pub password: String,
     /// Inactive users cannot log in or authenticate.
     pub is_active: bool,

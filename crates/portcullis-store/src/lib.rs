@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use portcullis_core::{NewUser, OutstandingToken, Store, StoreError, User};
+use portcullis_core::{ImportedUser, NewUser, OutstandingToken, Store, StoreError, Upserted, User};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -47,6 +47,10 @@ macro_rules! execute {
             .map_err(db_error)
     };
 }
+
+mod django;
+
+pub use django::{DjangoDatabase, DjangoToken, DjangoUser};
 
 const USER_COLUMNS: &str =
     "id, username, email, password, is_active, is_staff, is_superuser, date_joined, last_login";
@@ -243,6 +247,126 @@ impl Store for SqlStore {
             id
         )
         .map(|_| ())
+    }
+
+    async fn upsert_user_with_id(&self, user: &ImportedUser) -> Result<Upserted, StoreError> {
+        let existed = self.user_by_id(user.id).await?.is_some();
+        let done = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO users (id, username, email, password, is_active, is_staff, is_superuser, date_joined, last_login) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET username = excluded.username, email = excluded.email, \
+             is_active = excluded.is_active, is_staff = excluded.is_staff, \
+             is_superuser = excluded.is_superuser, date_joined = excluded.date_joined, \
+             password = CASE WHEN users.password LIKE '$argon2%' THEN users.password ELSE excluded.password END, \
+             last_login = CASE WHEN users.last_login IS NULL OR excluded.last_login > users.last_login \
+                 THEN excluded.last_login ELSE users.last_login END",
+        )
+        .bind(user.id)
+        .bind(user.account.username.as_str())
+        .bind(&user.account.email)
+        .bind(&user.account.password_hash)
+        .bind(user.account.is_active)
+        .bind(user.account.is_staff)
+        .bind(user.account.is_superuser)
+        .bind(user.account.date_joined)
+        .bind(user.last_login)
+        .execute(pool)
+        .await
+        .map(|_| ()));
+        match done {
+            Ok(()) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!(
+                    "the username {:?} belongs to another account here",
+                    user.account.username.as_str()
+                )));
+            }
+            Err(e) => return Err(db_error(e)),
+        }
+        // PostgreSQL's identity does not notice explicit ids; SQLite's
+        // AUTOINCREMENT does, but one code path keeps both honest.
+        self.reserve_user_ids(user.id).await?;
+        Ok(if existed {
+            Upserted::Updated
+        } else {
+            Upserted::Inserted
+        })
+    }
+
+    async fn reserve_user_ids(&self, id: i64) -> Result<(), StoreError> {
+        // The one place the dialects differ outside migrations: where the
+        // next generated id lives. Both only ever move it forward.
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                // sqlite_sequence holds the largest id AUTOINCREMENT ever
+                // gave; SQLite documents editing it with plain SQL.
+                sqlx::query(
+                    "UPDATE sqlite_sequence SET seq = $1 WHERE name = 'users' AND seq < $1",
+                )
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT 'users', $1 \
+                     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'users')",
+                )
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+            }
+            Pool::Postgres(pool) => {
+                // setval with is_called = true: the next id is the value + 1.
+                // pg_sequence_last_value is NULL until the first nextval.
+                sqlx::query(
+                    "SELECT setval(pg_get_serial_sequence('users', 'id')::regclass, \
+                     GREATEST($1, 1, COALESCE(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0)))",
+                )
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upsert_outstanding(
+        &self,
+        token: &OutstandingToken,
+        blacklisted_at: Option<i64>,
+    ) -> Result<Upserted, StoreError> {
+        let existed = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM outstanding_tokens WHERE jti = $1",
+        )
+        .bind(&token.jti)
+        .fetch_optional(pool)
+        .await)
+        .map_err(db_error)?
+        .is_some();
+        // A blacklisting is never undone: the old value wins over NULL.
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO outstanding_tokens (user_id, jti, created_at, expires_at, blacklisted_at) \
+             VALUES ((SELECT id FROM users WHERE id = $1), $2, $3, $4, $5) \
+             ON CONFLICT (jti) DO UPDATE SET user_id = excluded.user_id, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at, \
+             blacklisted_at = COALESCE(outstanding_tokens.blacklisted_at, excluded.blacklisted_at)",
+        )
+        .bind(token.user_id)
+        .bind(&token.jti)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .bind(blacklisted_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(db_error)?;
+        Ok(if existed {
+            Upserted::Updated
+        } else {
+            Upserted::Inserted
+        })
     }
 
     async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {

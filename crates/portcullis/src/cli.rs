@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// A simplejwt-compatible authentication server.
 #[derive(Debug, Parser)]
@@ -29,6 +29,9 @@ pub enum Command {
     /// Manage issued tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Bring accounts and tokens over from another system.
+    #[command(subcommand)]
+    Import(ImportCommand),
 }
 
 /// `portcullis user …`
@@ -91,4 +94,25 @@ pub struct CreateUser {
 pub enum TokensCommand {
     /// Delete expired outstanding tokens (simplejwt's `flushexpiredtokens`).
     FlushExpired,
+}
+
+/// `portcullis import …`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a Django project's users with their passwords, and simplejwt's
+    /// outstanding and blacklisted tokens. Safe to run again: it updates.
+    Django(ImportDjango),
+}
+
+/// `portcullis import django`
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["from", "from_json"])))]
+pub struct ImportDjango {
+    /// The Django database, read only: `sqlite:///path/to/db.sqlite3` or
+    /// `postgres://user@host/db` (the portcullis database is `DATABASE_URL`).
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// The output of `manage.py dumpdata auth.user token_blacklist`.
+    #[arg(long, value_name = "FILE")]
+    pub from_json: Option<PathBuf>,
 }

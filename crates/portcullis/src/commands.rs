@@ -9,8 +9,9 @@ use portcullis_store::SqlStore;
 use portcullis_token::{Clock as _, SystemClock};
 use secrecy::SecretString;
 
-use crate::cli::{Command, CreateUser, TokensCommand, UserCommand};
+use crate::cli::{Command, CreateUser, ImportCommand, ImportDjango, TokensCommand, UserCommand};
 use crate::config::{ConfigError, Loaded};
+use crate::import;
 use crate::startup::{Application, open_store, shutdown_signal};
 
 /// Run one command to completion.
@@ -34,7 +35,22 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(command) => user(command, loaded).await,
+        Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
     }
+}
+
+async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<()> {
+    let source = match (&args.from, &args.from_json) {
+        (Some(url), _) => import::Source::Database(url),
+        (None, Some(path)) => import::Source::Json(path),
+        // clap's "source" group requires one of them.
+        (None, None) => bail!("give --from URL or --from-json FILE"),
+    };
+    let store = open_store(loaded).await?;
+    let report = import::django(source, &store, &hasher(loaded)?, SystemClock.now()).await;
+    store.close().await;
+    print!("{}", report?);
+    Ok(())
 }
 
 async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {

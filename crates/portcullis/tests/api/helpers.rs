@@ -348,7 +348,7 @@ pub(crate) fn claims(token: &str) -> Value {
 /// crate), not portcullis's engine.
 pub(crate) fn mint_hs(algorithm: &str, key: &[u8], claims: &Value) -> String {
     use base64::Engine as _;
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit as _, Mac as _};
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let header = format!(r#"{{"alg":"{algorithm}","typ":"JWT"}}"#);
     let message = format!(

@@ -15,5 +15,6 @@ mod helpers;
 mod cli;
 mod compat;
 mod config;
+mod django;
 mod flows;
 mod interop;
