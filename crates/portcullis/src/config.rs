@@ -258,7 +258,8 @@ impl Loaded {
         // PORTCULLIS_CONFIG names the file; PORTCULLIS_TEST_* belong to the test suite.
         let env = env
             .ignore(&["config"])
-            .filter(|key| !key.as_str().starts_with("test_"));
+            // figment hands the filter the key as written (PORTCULLIS_TEST_… → "TEST_…").
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
         Self::extract(figment.merge(env))
     }
 
