@@ -68,6 +68,44 @@ pub struct DjangoToken {
     pub blacklisted_at: Option<String>,
 }
 
+/// The last value `auth_user`'s identity (or serial) sequence handed out;
+/// 0 when it never did, or when `id` has no sequence.
+///
+/// Reading a sequence takes its own privilege: a role granted only
+/// `SELECT ON ALL TABLES` (the usual read-only role) may read `auth_user` but
+/// not `auth_user_id_seq`. Going on with `MAX(id)` would let portcullis give
+/// a deleted Django user's id to someone new, so this stops and names the
+/// `GRANT` that is missing.
+async fn postgres_sequence(pool: &sqlx::PgPool) -> Result<i64, StoreError> {
+    let Some(sequence) =
+        sqlx::query_scalar::<_, Option<String>>("SELECT pg_get_serial_sequence('auth_user', 'id')")
+            .fetch_one(pool)
+            .await
+            .map_err(db_error)?
+    else {
+        return Ok(0);
+    };
+    let last = sqlx::query_scalar::<_, Option<i64>>("SELECT pg_sequence_last_value($1::regclass)")
+        .bind(&sequence)
+        .fetch_one(pool)
+        .await;
+    match last {
+        Ok(last) => Ok(last.unwrap_or(0)),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {
+            let role = sqlx::query_scalar::<_, String>("SELECT quote_ident(current_user)")
+                .fetch_one(pool)
+                .await
+                .unwrap_or_else(|_| "<role>".to_owned());
+            Err(StoreError::Database(format!(
+                "{}: portcullis reads it to learn the highest user id Django ever generated (deleted users included) and never give it out again; \
+                 run GRANT SELECT ON SEQUENCE {sequence} TO {role}",
+                e.message()
+            )))
+        }
+        Err(e) => Err(db_error(e)),
+    }
+}
+
 /// A Django database, opened for reading.
 #[derive(Debug)]
 pub struct DjangoDatabase {
@@ -174,14 +212,7 @@ impl DjangoDatabase {
                 .fetch_optional(pool)
                 .await
             }
-            Pool::Postgres(pool) => {
-                sqlx::query_scalar::<_, Option<i64>>(
-                    "SELECT pg_sequence_last_value(pg_get_serial_sequence('auth_user', 'id')::regclass)",
-                )
-                .fetch_optional(pool)
-                .await
-                .map(Option::flatten)
-            }
+            Pool::Postgres(pool) => return Ok(max.max(postgres_sequence(pool).await?)),
         }
         .map_err(db_error)?
         .unwrap_or(0);

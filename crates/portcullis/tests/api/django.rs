@@ -2,12 +2,15 @@
 //! real binary, from the fixture database Django wrote and from its
 //! `dumpdata`, each run twice; then logins with every imported hash format
 //! (rehashed to Argon2id), tokens that simplejwt itself signed, Django's
-//! blacklist, and the cost caps. See `fixtures/django/make_fixture.py`.
+//! blacklist, and the cost caps. The Django database is read both as SQLite
+//! and as PostgreSQL (the same rows, replayed from `django.postgres.sql`). See
+//! `fixtures/django/make_fixture.py` and `make_postgres_fixture.py`.
 
 use std::process::Command;
 
 use portcullis_core::{ImportedUser, NewUser, OutstandingToken, Upserted, Username};
 use serde_json::{Value, json};
+use sqlx::Connection as _;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, TestDatabase, claims};
@@ -104,6 +107,15 @@ async fn import_twice(app: &TestApp, args: &[&str]) {
     assert!(henry.is_staff && henry.is_superuser && henry.is_active);
     assert!(!users[6].is_active, "grace is inactive in Django");
     assert_eq!(users[0].email, "alice@example.com");
+    // Django wrote every row at 2026-11-23 20:39:12.xxx UTC, whatever the column type.
+    for user in &users {
+        assert_eq!(
+            (user.date_joined, user.last_login),
+            (1_795_466_352, None),
+            "{}",
+            user.username
+        );
+    }
 }
 
 async fn login(app: &TestApp, username: &str, password: &str) -> crate::helpers::Reply {
@@ -274,6 +286,104 @@ async fn import_from_the_django_database(backend: Backend) {
     ids_django_used_are_never_reused(&app).await;
 }
 
+/// A fresh PostgreSQL database holding `django.postgres.sql`: the SQLite
+/// fixture's rows as Django's `migrate` lays them out there.
+async fn django_postgres_source() -> TestDatabase {
+    let source = TestDatabase::new(Backend::Postgres).await;
+    let mut conn = sqlx::PgConnection::connect(&source.url)
+        .await
+        .expect("connect to the Django source database");
+    sqlx::raw_sql(include_str!("../fixtures/django/django.postgres.sql"))
+        .execute(&mut conn)
+        .await
+        .expect("load django.postgres.sql");
+    conn.close().await.ok();
+    source
+}
+
+/// The same Django data in PostgreSQL, as `migrate` made it: `timestamptz`
+/// datetimes, `integer` ids, and an identity sequence ahead of `MAX(id)`.
+async fn import_from_a_django_postgres_database(backend: Backend) {
+    let source = django_postgres_source().await;
+    let app = spawn(backend).await;
+    import_twice(&app, &["--from", &source.url]).await;
+    every_format_logs_in_and_is_rehashed(&app).await;
+    reimport_keeps_what_portcullis_learned(&app, &["--from", &source.url]).await;
+    django_tokens_keep_working(&app).await;
+    ids_django_used_are_never_reused(&app).await;
+}
+
+/// The usual read-only role (`GRANT SELECT ON ALL TABLES`) cannot read the
+/// id sequence: the import stops and names the missing grant rather than
+/// fall back to `MAX(id)` and later hand the deleted user's id to someone new.
+async fn a_read_only_role_needs_the_id_sequence(backend: Backend) {
+    let source = django_postgres_source().await;
+    let role = format!(
+        "portcullis_test_ro_{}_{}",
+        std::process::id(),
+        matches!(backend, Backend::Postgres)
+    );
+    let mut conn = sqlx::PgConnection::connect(&source.url).await.unwrap();
+    // Roles left by test processes that panicked before their cleanup.
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE 'portcullis\\_test\\_ro\\_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    for name in stale {
+        let pid = name.split('_').nth(3).unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let sql = format!("DROP ROLE IF EXISTS {name}");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .ok();
+        }
+    }
+    for sql in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (base, rest) = source.url.split_once("://").unwrap();
+    let (_, host_and_db) = rest.split_once('@').unwrap_or(("", rest));
+    let url = format!("{base}://{role}@{host_and_db}");
+
+    let app = spawn(backend).await;
+    let (code, stdout, stderr) = import(&app, &["--from", &url]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: database error: permission denied for sequence auth_user_id_seq: portcullis reads it to learn the highest user id Django ever generated (deleted users included) and never give it out again; run GRANT SELECT ON SEQUENCE public.auth_user_id_seq TO {role}\n"
+        )
+    );
+    assert!(app.auth.store().list_users().await.unwrap().is_empty());
+
+    let grant = format!("GRANT SELECT ON SEQUENCE public.auth_user_id_seq TO {role}");
+    sqlx::query(sqlx::AssertSqlSafe(grant))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    import_twice(&app, &["--from", &url]).await;
+    ids_django_used_are_never_reused(&app).await;
+
+    // Roles are global to the server: remove it before the database goes.
+    for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.ok();
+}
+
 async fn import_from_dumpdata(backend: Backend) {
     let app = spawn(backend).await;
     let path = format!("{FIXTURE}/dumpdata.json");
@@ -406,6 +516,8 @@ async fn store_upserts_keep_ids_and_blacklists(backend: Backend) {
 
 both_backends!(
     import_from_the_django_database,
+    import_from_a_django_postgres_database,
+    a_read_only_role_needs_the_id_sequence,
     import_from_dumpdata,
     cost_caps_refuse_a_hostile_hash,
     store_upserts_keep_ids_and_blacklists,
