@@ -34,6 +34,7 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(command) => user(command, loaded).await,
+        Command::Keys(command) => crate::keyring::command(command, loaded).await,
     }
 }
 
