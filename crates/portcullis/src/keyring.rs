@@ -66,7 +66,7 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
                 "Published {} key {}; it signs from {} on.",
                 key.algorithm,
                 key.kid,
-                time(Some(at))
+                time(key.activates_at)
             );
         }
         KeysCommand::Retire { kid } => {
@@ -134,6 +134,21 @@ async fn add_key(
     }
     let algorithm = parse_algorithm(alg)?;
     let generated = generate_key(algorithm, bits)?;
+    let existing = store.signing_keys().await?;
+    let active = existing
+        .iter()
+        .zip(key_states(&existing, now))
+        .find(|(_, state)| *state == KeyState::Active)
+        .map(|(old, _)| old);
+    // Times are whole seconds and the key that activated last signs: a
+    // successor must activate at least a second after the key it replaces.
+    let activates_at = activates_at.map(|at| match active.and_then(|a| a.activates_at) {
+        Some(old) => at.max(old.saturating_add(1)),
+        None => at,
+    });
+    let supersedes = active
+        .zip(activates_at)
+        .map(|(old, at)| (old.kid.as_str(), at.saturating_add(policy.token_life)));
     let key = StoredKey {
         kid: generated.kid,
         algorithm: algorithm_name(algorithm).to_owned(),
@@ -142,15 +157,6 @@ async fn add_key(
         created_at: now,
         activates_at,
         retires_at: None,
-    };
-    let existing = store.signing_keys().await?;
-    let supersedes = match activates_at {
-        Some(at) => existing
-            .iter()
-            .zip(key_states(&existing, now))
-            .find(|(_, state)| *state == KeyState::Active)
-            .map(|(old, _)| (old.kid.as_str(), at.saturating_add(policy.token_life))),
-        None => None,
     };
     store
         .add_signing_key(&key, supersedes)

@@ -17,3 +17,4 @@ mod compat;
 mod config;
 mod flows;
 mod interop;
+mod keys;
