@@ -240,10 +240,17 @@ pub async fn reload_task(engine: TokenEngine, store: SqlStore, policy: Rotation)
             tracing::warn!(error = %e, "cannot reload the key set; keeping the previous one");
             continue;
         }
-        if let Some(interval) = policy.interval
-            && let Err(e) = rotate_if_due(&store, &policy, interval).await
-        {
-            tracing::warn!(error = %e, "automatic key rotation failed");
+        if let Some(interval) = policy.interval {
+            match rotate_if_due(&store, &policy, interval).await {
+                // Sign with the successor as soon as it is due, not a tick later.
+                Ok(true) => {
+                    if let Err(e) = reload(&engine, &store, &mut warned).await {
+                        tracing::warn!(error = %e, "cannot reload the key set after rotating");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
+            }
         }
     }
 }
@@ -251,7 +258,8 @@ pub async fn reload_task(engine: TokenEngine, store: SqlStore, policy: Rotation)
 /// Automatic rotation: when the active key has signed for `interval` and
 /// no successor is scheduled, publish one. Nodes agree on who rotates
 /// through a first-insert-wins setting named after the active key.
-async fn rotate_if_due(store: &SqlStore, policy: &Rotation, interval: i64) -> anyhow::Result<()> {
+/// Returns whether this node rotated.
+async fn rotate_if_due(store: &SqlStore, policy: &Rotation, interval: i64) -> anyhow::Result<bool> {
     let now = SystemClock.now();
     let keys = store.signing_keys().await?;
     let states = key_states(&keys, now);
@@ -264,23 +272,26 @@ async fn rotate_if_due(store: &SqlStore, policy: &Rotation, interval: i64) -> an
         .zip(&states)
         .find(|(_, s)| **s == KeyState::Active)
     else {
-        return Ok(());
+        return Ok(false);
     };
     let due = active
         .activates_at
         .is_some_and(|at| at.saturating_add(interval) <= now);
     if !due || scheduled {
-        return Ok(());
+        return Ok(false);
     }
     let claim = format!("rotation_after:{}", active.kid);
-    let me = format!("{}:{}", std::process::id(), now);
+    // Random, so two nodes (both PID 1 in containers) never both win.
+    let mut nonce = [0_u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow!("the random generator failed"))?;
+    let me = format!("{:032x}", u128::from_le_bytes(nonce));
     if store.init_setting(&claim, &me).await? != me {
-        return Ok(());
+        return Ok(false);
     }
     let at = now.saturating_add(policy.publish_delay);
     let key = add_key(store, policy, &active.algorithm, None, Some(at), now).await?;
     tracing::info!(kid = %key.kid, replaces = %active.kid, "rotated the signing key (KEY_ROTATION_INTERVAL)");
-    Ok(())
+    Ok(true)
 }
 
 /// Another issuer's JWKS (`JWK_URL`), cached in the engine and refetched

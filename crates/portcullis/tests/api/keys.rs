@@ -529,3 +529,25 @@ async fn jwk_url_keys_are_trusted_and_refetched_at_a_bounded_rate() {
     assert_eq!(jwks(&app).await, json!({"keys": []}));
     app.stop().await;
 }
+
+/// `KEY_ROTATION_INTERVAL`: the server rotates by itself once the active
+/// key has signed that long (here 1 s, publishing at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_rotation() {
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        "key_rotation_interval = 1\nkey_publish_delay = 0\n",
+    )
+    .await;
+    app.user("alice", "alice-pass", true, false).await;
+    let a = printed_kid(&keys(&app.db, &["generate", "--alg", "EdDSA", "--activate"], &[]).await);
+    let (_, access_a, _) = login(&app).await;
+    within_5s("the server rotated by itself", || async {
+        login(&app).await.2.is_some_and(|kid| kid != a)
+    })
+    .await;
+    let (_, access, _) = login(&app).await;
+    assert_eq!(header(&access)["alg"], "EdDSA", "the same algorithm");
+    assert_eq!(app.get("/api/users/me/", Some(&access_a)).await.status, 200);
+    app.stop().await;
+}
