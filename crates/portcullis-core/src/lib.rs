@@ -13,6 +13,6 @@ mod user;
 
 pub use error::{AuthError, TokenMessage};
 pub use password::{HashParams, PasswordHasher, Verified};
-pub use service::{AuthService, AuthSettings, Authenticated, Credentials, TokenPair};
+pub use service::{AuthService, AuthSettings, Authenticated, Credentials, KeySource, TokenPair};
 pub use store::{ImportedUser, OutstandingToken, Store, StoreError, Upserted};
 pub use user::{NewUser, User, Username};

@@ -77,6 +77,15 @@ pub struct Authenticated {
     pub token: Token,
 }
 
+/// Another issuer's keys (`JWK_URL`), refetched when a token names a kid
+/// nobody knows.
+#[async_trait::async_trait]
+pub trait KeySource: Send + Sync + std::fmt::Debug {
+    /// Refetch the keys if the rate limit allows, install them in the
+    /// engine, and say whether they were refetched.
+    async fn refresh_for_unknown_kid(&self, engine: &TokenEngine) -> bool;
+}
+
 /// The simplejwt flows.
 #[derive(Debug, Clone)]
 pub struct AuthService {
@@ -84,6 +93,7 @@ pub struct AuthService {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
     settings: Arc<AuthSettings>,
+    key_source: Option<Arc<dyn KeySource>>,
 }
 
 impl AuthService {
@@ -100,7 +110,15 @@ impl AuthService {
             store,
             hasher,
             settings: Arc::new(settings),
+            key_source: None,
         }
+    }
+
+    /// Also trust another issuer's keys, refetched on an unknown kid.
+    #[must_use]
+    pub fn with_key_source(mut self, source: Arc<dyn KeySource>) -> Self {
+        self.key_source = Some(source);
+        self
     }
 
     /// The token engine.
@@ -189,7 +207,7 @@ impl AuthService {
     /// kept for compatibility), and then answers a 400.
     #[tracing::instrument(skip_all)]
     pub async fn verify(&self, raw: &str) -> Result<(), AuthError> {
-        let token = self.engine.decode(raw.as_bytes())?;
+        let token = self.decode(raw.as_bytes()).await?;
         token.verify(self.engine.settings(), self.engine.now(), None)?;
         if self.settings.blacklist_after_rotation
             && let Some(jti) = token.jti(self.engine.settings())
@@ -283,7 +301,7 @@ impl AuthService {
         let mut messages = Vec::new();
         for &token_type in &self.settings.auth_token_classes {
             let attempt = match token_type {
-                TokenType::Access => self.engine.decode(raw).and_then(|token| {
+                TokenType::Access => self.decode(raw).await.and_then(|token| {
                     token.verify(self.engine.settings(), self.engine.now(), Some(token_type))?;
                     Ok(token)
                 }),
@@ -304,10 +322,28 @@ impl AuthService {
         Err(AuthError::NoValidTokenType(messages))
     }
 
+    /// The engine's decode; a token whose kid nobody knows makes the
+    /// `JWK_URL` keys be refetched (rate-limited) and is then tried again.
+    async fn decode(&self, raw: &[u8]) -> Result<Token, TokenError> {
+        match self.engine.decode(raw) {
+            Err(TokenError::Invalid) => {
+                if let Some(source) = &self.key_source
+                    && self.engine.unknown_kid(raw).is_some()
+                    && source.refresh_for_unknown_kid(&self.engine).await
+                {
+                    self.engine.decode(raw)
+                } else {
+                    Err(TokenError::Invalid)
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Decode a refresh or sliding token, then simplejwt's `BlacklistMixin.verify`:
     /// the blacklist first, then `Token.verify`.
     async fn validate_stored(&self, raw: &str, token_type: TokenType) -> Result<Token, AuthError> {
-        let token = self.engine.decode(raw.as_bytes())?;
+        let token = self.decode(raw.as_bytes()).await?;
         // 5.5.1 answers 500 here (KeyError on a missing jti).
         let jti = token.jti(self.engine.settings()).ok_or(TokenError::NoId)?;
         if self.store.is_blacklisted(jti).await? {

@@ -5,6 +5,7 @@
 //! (simplejwt stores the raw token, its issue #803).
 
 use async_trait::async_trait;
+use portcullis_token::StoredKey;
 
 use crate::{NewUser, User};
 
@@ -117,4 +118,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Store a setting unless one is already there; returns the value that
     /// won, so nodes starting together agree.
     async fn init_setting(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
+    /// Every key of the key set, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Add a key and, in the same transaction, retire the key it
+    /// supersedes at the given time (rotation). `Conflict` if the kid exists.
+    async fn add_signing_key(
+        &self,
+        key: &StoredKey,
+        supersedes: Option<(&str, i64)>,
+    ) -> Result<(), StoreError>;
+    /// Make a key retire at `at`, unless it retires earlier already.
+    /// `false` if there is no such key.
+    async fn retire_signing_key(&self, kid: &str, at: i64) -> Result<bool, StoreError>;
 }

@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::token::router())
         .merge(routes::users::router())
         .merge(routes::health::router())
+        .merge(routes::well_known::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(map_response_with_state(state.clone(), www_authenticate))
         .with_state(state)

@@ -12,6 +12,10 @@ pub struct HttpSettings {
     pub auth_header_name: HeaderName,
     /// Request bodies above this many bytes are refused with 413.
     pub max_body_bytes: usize,
+    /// `ISSUER`, for the RFC 8414 metadata document.
+    pub issuer: Option<String>,
+    /// `Cache-Control: max-age` of the JWKS, seconds.
+    pub jwks_max_age: i64,
 }
 
 impl Default for HttpSettings {
@@ -19,6 +23,8 @@ impl Default for HttpSettings {
         Self {
             auth_header_name: HeaderName::from_static("authorization"),
             max_body_bytes: 1024 * 1024,
+            issuer: None,
+            jwks_max_age: 300,
         }
     }
 }

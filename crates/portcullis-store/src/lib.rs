@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use portcullis_core::{ImportedUser, NewUser, OutstandingToken, Store, StoreError, Upserted, User};
+use portcullis_token::StoredKey;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -83,6 +84,36 @@ impl From<UserRow> for User {
         }
     }
 }
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    algorithm: String,
+    private_key: String,
+    public_key: Option<String>,
+    created_at: i64,
+    activates_at: Option<i64>,
+    retires_at: Option<i64>,
+}
+
+impl From<KeyRow> for StoredKey {
+    fn from(r: KeyRow) -> Self {
+        Self {
+            kid: r.kid,
+            algorithm: r.algorithm,
+            private_key: r.private_key,
+            public_key: r.public_key,
+            created_at: r.created_at,
+            activates_at: r.activates_at,
+            retires_at: r.retires_at,
+        }
+    }
+}
+
+/// Retire a key at `$1` unless it already retires earlier: retiring never
+/// extends a key's life.
+const RETIRE_KEY: &str = "UPDATE signing_keys SET retires_at = $1 \
+     WHERE kid = $2 AND (retires_at IS NULL OR retires_at > $1)";
 
 #[allow(clippy::needless_pass_by_value)] // shaped for `map_err`
 fn db_error(e: sqlx::Error) -> StoreError {
@@ -435,5 +466,70 @@ impl Store for SqlStore {
         self.setting(key)
             .await?
             .ok_or_else(|| StoreError::Database(format!("setting {key} vanished after insert")))
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, KeyRow>(
+            "SELECT kid, algorithm, private_key, public_key, created_at, activates_at, retires_at \
+             FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(pool)
+        .await)
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(StoredKey::from).collect())
+    }
+
+    async fn add_signing_key(
+        &self,
+        key: &StoredKey,
+        supersedes: Option<(&str, i64)>,
+    ) -> Result<(), StoreError> {
+        let result = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO signing_keys \
+                 (kid, algorithm, private_key, public_key, created_at, activates_at, retires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(&key.private_key)
+            .bind(&key.public_key)
+            .bind(key.created_at)
+            .bind(key.activates_at)
+            .bind(key.retires_at)
+            .execute(&mut *tx)
+            .await?;
+            if let Some((old, at)) = supersedes {
+                sqlx::query(RETIRE_KEY).bind(at).bind(old).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }
+        .await);
+        match result {
+            Ok(()) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                format!("a key with kid {:?} already exists", key.kid),
+            )),
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    async fn retire_signing_key(&self, kid: &str, at: i64) -> Result<bool, StoreError> {
+        on_pool!(self, pool => sqlx::query(RETIRE_KEY)
+            .bind(at)
+            .bind(kid)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(db_error)?;
+        let exists = on_pool!(self, pool => sqlx::query_scalar::<_, String>(
+            "SELECT kid FROM signing_keys WHERE kid = $1",
+        )
+        .bind(kid)
+        .fetch_optional(pool)
+        .await)
+        .map_err(db_error)?;
+        Ok(exists.is_some())
     }
 }

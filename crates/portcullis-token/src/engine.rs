@@ -1,15 +1,17 @@
 //! Encoding and decoding: the PyJWT half of simplejwt's `TokenBackend`, and
 //! the constructors of simplejwt's token classes.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Validation;
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{Map, Value, json};
 
 use crate::claims::numeric_date;
 use crate::keys::algorithm_name;
+use crate::keyset::{KeyRing, LoadedKey, RemoteKeys, validation_for};
 use crate::{Clock, SigningKeys, Token, TokenError, TokenSettings, TokenType};
 
 /// Signing failed: the keys were checked at load time, so this means the
@@ -18,35 +20,141 @@ use crate::{Clock, SigningKeys, Token, TokenError, TokenSettings, TokenType};
 #[error("could not sign a token: {0}")]
 pub struct SignError(String);
 
-/// Builds, signs and verifies tokens with one key pair and one set of rules.
+/// Builds, signs and verifies tokens with the configured key pair, the
+/// database's key set and (optionally) another issuer's keys.
+///
+/// The key set and the remote keys are immutable snapshots behind a
+/// `RwLock<Arc<…>>`: a request holds the read lock only to clone the `Arc`,
+/// and a reload swaps the whole snapshot, so the hot path never waits on
+/// key parsing or the database.
 #[derive(Debug, Clone)]
 pub struct TokenEngine {
     settings: Arc<TokenSettings>,
     keys: Arc<SigningKeys>,
     clock: Arc<dyn Clock>,
     validation: Arc<Validation>,
+    /// The configured key's public JWK, with its RFC 7638 thumbprint as kid.
+    configured_jwk: Option<Arc<Jwk>>,
+    ring: Arc<RwLock<Arc<KeyRing>>>,
+    remote: Arc<RwLock<Arc<RemoteKeys>>>,
+}
+
+/// The published key set and its entity tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksDocument {
+    /// `{"keys":[…]}`: public keys only.
+    pub body: String,
+    /// A strong `ETag` value, quoted.
+    pub etag: String,
+}
+
+/// The current snapshot; a poisoned lock still holds a consistent `Arc`.
+fn snapshot<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    match lock.read() {
+        Ok(guard) => Arc::clone(&guard),
+        Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+    }
+}
+
+fn replace<T>(lock: &RwLock<Arc<T>>, value: T) {
+    let value = Arc::new(value);
+    match lock.write() {
+        Ok(mut guard) => *guard = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
 }
 
 impl TokenEngine {
-    /// An engine whose tokens use `keys` (and so `keys.algorithm()`).
+    /// An engine whose kid-less tokens use `keys` (and so `keys.algorithm()`).
     #[must_use]
     pub fn new(mut settings: TokenSettings, keys: SigningKeys, clock: Arc<dyn Clock>) -> Self {
         settings.algorithm = keys.algorithm();
         // jsonwebtoken checks the signature and pins the algorithm (RFC 8725
         // §3.1: the key decides, `alg` must merely agree). The claim rules
         // are PyJWT's and read our injected clock, so they are applied here.
-        let mut validation = Validation::new(keys.algorithm());
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        validation.leeway = 0;
+        let validation = validation_for(keys.algorithm());
+        let configured_jwk = keys.public_jwk().and_then(|mut jwk| {
+            let kid = jwk.thumbprint(ThumbprintHash::SHA256).ok()?;
+            jwk.common.key_id = Some(kid);
+            Some(Arc::new(jwk))
+        });
         Self {
             settings: Arc::new(settings),
             keys: Arc::new(keys),
             clock,
             validation: Arc::new(validation),
+            configured_jwk,
+            ring: Arc::default(),
+            remote: Arc::default(),
         }
+    }
+
+    /// Install a new key set (from the database). Takes effect for the
+    /// next token signed or verified.
+    pub fn install_keys(&self, ring: KeyRing) {
+        replace(&self.ring, ring);
+    }
+
+    /// The key set in use.
+    #[must_use]
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        snapshot(&self.ring)
+    }
+
+    /// Install another issuer's keys (`JWK_URL`).
+    pub fn install_remote_keys(&self, keys: RemoteKeys) {
+        replace(&self.remote, keys);
+    }
+
+    /// The kid of the configured key as published (its RFC 7638
+    /// thumbprint); `None` for HMAC.
+    #[must_use]
+    pub fn configured_kid(&self) -> Option<&str> {
+        self.configured_jwk
+            .as_ref()
+            .and_then(|jwk| jwk.common.key_id.as_deref())
+    }
+
+    /// The token's `kid` when no key of ours or of the remote issuer has
+    /// it: the cue to refetch `JWK_URL`.
+    #[must_use]
+    pub fn unknown_kid(&self, raw: &[u8]) -> Option<String> {
+        let raw = std::str::from_utf8(raw).ok()?;
+        let kid = jsonwebtoken::decode_header(raw).ok()?.kid?;
+        self.verifier(&kid, self.now()).is_none().then_some(kid)
+    }
+
+    /// The published key set at this moment: every unretired asymmetric
+    /// key of the set and the configured asymmetric key. Never an HMAC key.
+    pub fn jwks(&self) -> Result<JwksDocument, SignError> {
+        let ring = self.key_ring();
+        let now = self.now();
+        let mut keys: Vec<&Jwk> = ring.published(now).collect();
+        if let Some(configured) = &self.configured_jwk {
+            keys.push(configured);
+        }
+        let body = serde_json::to_string(&json!({ "keys": keys }))
+            .map_err(|e| SignError(e.to_string()))?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
+        let etag = format!("\"{}\"", hex(digest.as_ref().get(..16).unwrap_or_default()));
+        Ok(JwksDocument { body, etag })
+    }
+
+    /// The key for a token that names `kid`: ours (unless retired), the
+    /// configured key under its thumbprint, or the remote issuer's.
+    fn verifier(&self, kid: &str, now: i64) -> Option<Verifier> {
+        let ring = self.key_ring();
+        if ring.verifier(kid, now).is_some() {
+            return Some(Verifier::Ring(ring, kid.to_owned()));
+        }
+        if self.configured_kid() == Some(kid) {
+            return Some(Verifier::Configured);
+        }
+        let remote = snapshot(&self.remote);
+        remote
+            .get(kid)
+            .is_some()
+            .then(|| Verifier::Remote(remote, kid.to_owned()))
     }
 
     /// The rules in force.
@@ -70,11 +178,21 @@ impl TokenEngine {
             return Err(TokenError::Invalid);
         }
         let raw = std::str::from_utf8(raw).map_err(|_| TokenError::Invalid)?;
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(raw, self.keys.decoding(), &self.validation)
-                .map_err(|_| TokenError::Invalid)?;
-        let claims = data.claims;
         let now = self.now();
+        // A token with a kid is verified by that key only, with that key's
+        // algorithm; one without is simplejwt's, for the configured key.
+        let header = jsonwebtoken::decode_header(raw).map_err(|_| TokenError::Invalid)?;
+        let verifier = match header.kid {
+            None => Verifier::Configured,
+            Some(kid) => self.verifier(&kid, now).ok_or(TokenError::Invalid)?,
+        };
+        let data = verifier
+            .with_key(self, |decoding, validation| {
+                jsonwebtoken::decode::<Map<String, Value>>(raw, decoding, validation)
+            })
+            .ok_or(TokenError::Invalid)?
+            .map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
         let leeway = self.settings.leeway;
 
         for name in ["iat", "nbf"] {
@@ -133,19 +251,34 @@ impl TokenEngine {
         if let Some(issuer) = &self.settings.issuer {
             token.set("iss", Value::String(issuer.clone()));
         }
-        // PyJWT writes the header with sorted keys: {"alg":…,"typ":"JWT"}.
-        let header = json!({"alg": algorithm_name(self.keys.algorithm()), "typ": "JWT"});
+        // The set's active key wins over the configured one. PyJWT writes
+        // the header with sorted keys: {"alg":…,"kid":…,"typ":"JWT"}.
+        let ring = self.key_ring();
+        let (header, signing) = match ring.signer(self.now()) {
+            Some((
+                kid,
+                LoadedKey {
+                    algorithm,
+                    signing: Some(signing),
+                    ..
+                },
+            )) => (
+                json!({"alg": algorithm_name(*algorithm), "kid": kid, "typ": "JWT"}),
+                signing,
+            ),
+            _ => (
+                json!({"alg": algorithm_name(self.keys.algorithm()), "typ": "JWT"}),
+                self.keys.as_ref(),
+            ),
+        };
         let header = serde_json::to_vec(&header).map_err(|e| SignError(e.to_string()))?;
         let payload = serde_json::to_vec(token.claims()).map_err(|e| SignError(e.to_string()))?;
         let mut message = URL_SAFE_NO_PAD.encode(header);
         message.push('.');
         message.push_str(&URL_SAFE_NO_PAD.encode(payload));
-        let signature = jsonwebtoken::crypto::sign(
-            message.as_bytes(),
-            self.keys.encoding(),
-            self.keys.algorithm(),
-        )
-        .map_err(|e| SignError(e.to_string()))?;
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), signing.encoding(), signing.algorithm())
+                .map_err(|e| SignError(e.to_string()))?;
         message.push('.');
         message.push_str(&signature);
         Ok(message)
@@ -241,6 +374,29 @@ impl TokenEngine {
             );
         }
         Ok(token)
+    }
+}
+
+/// The key a token is checked with, held through its snapshot.
+enum Verifier {
+    Configured,
+    Ring(Arc<KeyRing>, String),
+    Remote(Arc<RemoteKeys>, String),
+}
+
+impl Verifier {
+    fn with_key<R>(
+        &self,
+        engine: &TokenEngine,
+        f: impl FnOnce(&DecodingKey, &Validation) -> R,
+    ) -> Option<R> {
+        match self {
+            Self::Configured => Some(f(engine.keys.decoding(), &engine.validation)),
+            Self::Ring(ring, kid) => ring
+                .verifier(kid, engine.now())
+                .map(|k| f(&k.decoding, &k.validation)),
+            Self::Remote(remote, kid) => remote.get(kid).map(|k| f(&k.decoding, &k.validation)),
+        }
     }
 }
 

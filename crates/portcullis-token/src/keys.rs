@@ -11,6 +11,7 @@ use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
     KeyPair, RsaKeyPair,
 };
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
 use thiserror::Error;
@@ -186,6 +187,28 @@ impl SigningKeys {
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
+    }
+
+    /// The public key as a JWK with `alg` and `use: "sig"` (no `kid`), or
+    /// `None` for HMAC: `Jwk::from_decoding_key` would export the secret
+    /// itself as an `oct` key, and an HMAC key must never be published.
+    #[must_use]
+    pub fn public_jwk(&self) -> Option<Jwk> {
+        if is_hmac(self.algorithm) {
+            return None;
+        }
+        let mut jwk = Jwk::from_decoding_key(&self.decoding, Some(self.algorithm)).ok()?;
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Some(jwk)
+    }
+
+    /// The RFC 7638 thumbprint (SHA-256, base64url) of the public key, or
+    /// `None` for HMAC.
+    #[must_use]
+    pub fn thumbprint(&self) -> Option<String> {
+        self.public_jwk()?
+            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .ok()
     }
 
     pub(crate) fn encoding(&self) -> &EncodingKey {

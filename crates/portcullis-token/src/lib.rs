@@ -21,15 +21,19 @@ mod clock;
 mod engine;
 mod error;
 mod keys;
+mod keyset;
 mod settings;
 
 pub use auth_header::{AuthHeader, parse_authorization};
 pub use claims::{Token, TokenType, UserIdClaim};
 pub use clock::{Clock, SystemClock};
-pub use engine::{SignError, TokenEngine};
+pub use engine::{JwksDocument, SignError, TokenEngine};
 pub use error::TokenError;
 pub use jsonwebtoken::Algorithm;
 pub use keys::{
     KeyError, SUPPORTED_ALGORITHMS, SigningKeys, algorithm_name, is_hmac, parse_algorithm,
+};
+pub use keyset::{
+    GeneratedKey, KeyRing, KeyState, RemoteKeys, StoredKey, generate_key, key_states,
 };
 pub use settings::{Audience, TokenSettings};

@@ -32,6 +32,9 @@ pub enum Command {
     /// Bring accounts and tokens over from another system.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Manage the signing keys (kept in the database, shared by every node).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// `portcullis user …`
@@ -115,4 +118,37 @@ pub struct ImportDjango {
     /// The output of `manage.py dumpdata auth.user token_blacklist`.
     #[arg(long, value_name = "FILE")]
     pub from_json: Option<PathBuf>,
+}
+
+/// `portcullis keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a key; it is published at once and signs only with --activate.
+    Generate {
+        /// `ES256`, `ES384`, `EdDSA`, `RS256`, `PS256` or `HS256` (HMAC keys are never published).
+        #[arg(long)]
+        alg: String,
+        /// RSA modulus size: 2048 (default), 3072, 4096 or 8192.
+        #[arg(long)]
+        bits: Option<u32>,
+        /// Sign with the new key from now on.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// List the keys: kid, algorithm, state, created, activates, retires.
+    List,
+    /// Publish a new key now; it signs after `KEY_PUBLISH_DELAY`, and the
+    /// key it replaces verifies until every token it signed has expired.
+    Rotate {
+        /// The new key's algorithm (default: the active key's).
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// Stop trusting a key now: its tokens fail, it is no longer published.
+    Retire {
+        /// The key id.
+        kid: String,
+    },
+    /// Print the published JWKS (public keys only).
+    ExportPublic,
 }

@@ -36,6 +36,7 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         }
         Command::User(command) => user(command, loaded).await,
         Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
+        Command::Keys(command) => crate::keyring::command(command, loaded).await,
     }
 }
 

@@ -100,6 +100,14 @@ pub struct Config {
     pub verifying_key: Option<String>,
     /// `VERIFYING_KEY_FILE`.
     pub verifying_key_file: Option<PathBuf>,
+    /// `KEY_PUBLISH_DELAY`: how long a rotated-in key is published before
+    /// it signs.
+    pub key_publish_delay: Seconds,
+    /// `KEY_ROTATION_INTERVAL`: rotate automatically this long after the
+    /// active key started signing; unset: never.
+    pub key_rotation_interval: Option<Seconds>,
+    /// `JWK_URL`: another issuer's JWKS whose keys are trusted too.
+    pub jwk_url: Option<String>,
     /// `ALGORITHM`.
     pub algorithm: String,
     /// `ACCESS_TOKEN_LIFETIME`.
@@ -182,6 +190,9 @@ impl Default for Config {
             signing_key_file: None,
             verifying_key: None,
             verifying_key_file: None,
+            key_publish_delay: Seconds(600),
+            key_rotation_interval: None,
+            jwk_url: None,
             algorithm: "HS256".to_owned(),
             access_token_lifetime: Seconds(defaults.access_token_lifetime),
             refresh_token_lifetime: Seconds(defaults.refresh_token_lifetime),

@@ -1,6 +1,7 @@
 //! Building and running the server. `main` stays thin; tests call
 //! [`Application::build`] with `BIND=127.0.0.1:0` and talk HTTP to it.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use portcullis_token::{SigningKeys, SystemClock, TokenEngine, is_hmac};
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, Loaded, secret_bytes};
+use crate::keyring::{self, RemoteJwks, Rotation};
 
 /// Where a generated HMAC secret is kept (in the database, so every node
 /// that shares it signs with the same key).
@@ -26,6 +28,7 @@ pub struct Application {
     router: Router,
     store: SqlStore,
     auth: AuthService,
+    rotation: Rotation,
 }
 
 impl Application {
@@ -38,14 +41,29 @@ impl Application {
         let http = HttpSettings {
             auth_header_name: loaded.auth_header_name()?,
             max_body_bytes: loaded.config.max_body_bytes,
+            issuer: token_settings.issuer.clone(),
+            // Half the publish delay: a verifier's cached JWKS is refreshed
+            // before a newly published key starts signing.
+            jwks_max_age: (loaded.config.key_publish_delay.0 / 2).min(300),
         };
         let bind = loaded.bind()?;
         let store = open_store(loaded).await?;
         let keys = load_keys(loaded, &store).await?;
         let engine = TokenEngine::new(token_settings, keys, Arc::new(SystemClock));
+        keyring::reload(&engine, &store, &mut HashSet::new()).await?;
         let hasher = PasswordHasher::new(hash_params, cores()).map_err(ConfigError)?;
         let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
-        let auth = AuthService::new(engine, store_dyn, hasher, auth_settings);
+        let mut auth = AuthService::new(engine, store_dyn, hasher, auth_settings);
+        if let Some(url) = loaded.config.jwk_url.as_deref().filter(|u| !u.is_empty()) {
+            let remote = RemoteJwks::new(url)
+                .map_err(|e| ConfigError(format!("{}: {e}", loaded.origin("jwk_url"))))?;
+            // An issuer that is down at start is retried on the first
+            // unknown kid; it must not keep us from serving our own tokens.
+            if let Err(e) = remote.fetch(auth.engine()).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot fetch JWK_URL at start");
+            }
+            auth = auth.with_key_source(Arc::new(remote));
+        }
         let router = portcullis_http::router(AppState::new(auth.clone(), http));
         let listener = TcpListener::bind(bind)
             .await
@@ -55,6 +73,7 @@ impl Application {
             router,
             store,
             auth,
+            rotation: Rotation::from_settings(loaded)?,
         })
     }
 
@@ -76,10 +95,16 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, backend = self.store.backend(), "portcullis is listening");
-        axum::serve(self.listener, self.router)
+        let reloader = tokio::spawn(keyring::reload_task(
+            self.auth.engine().clone(),
+            self.store.clone(),
+            self.rotation,
+        ));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
-            .context("the server failed")?;
+            .await;
+        reloader.abort();
+        served.context("the server failed")?;
         self.store.close().await;
         tracing::info!("portcullis stopped");
         Ok(())
@@ -96,7 +121,7 @@ pub async fn open_store(loaded: &Loaded) -> anyhow::Result<SqlStore> {
 /// The configured key pair, or — for HMAC with no key configured — the
 /// key generated on first start and kept in the database, as Django's
 /// `startproject` writes a `SECRET_KEY`. There is no built-in default key.
-async fn load_keys(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<SigningKeys> {
+pub(crate) async fn load_keys(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<SigningKeys> {
     let token_settings = loaded.token_settings()?;
     let algorithm = token_settings.algorithm;
     let verifying = loaded.verifying_key()?;

@@ -3,6 +3,7 @@
 pub(crate) mod health;
 pub(crate) mod token;
 pub(crate) mod users;
+pub(crate) mod well_known;
 
 use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;

@@ -347,10 +347,24 @@ pub(crate) fn claims(token: &str) -> Value {
 /// An HS256 token made with an independent implementation (the `hmac`
 /// crate), not portcullis's engine.
 pub(crate) fn mint_hs(algorithm: &str, key: &[u8], claims: &Value) -> String {
+    mint_hs_with_header(
+        &format!(r#"{{"alg":"{algorithm}","typ":"JWT"}}"#),
+        algorithm,
+        key,
+        claims,
+    )
+}
+
+/// [`mint_hs`] with a header of the caller's choosing (a `kid`, another `alg`).
+pub(crate) fn mint_hs_with_header(
+    header: &str,
+    algorithm: &str,
+    key: &[u8],
+    claims: &Value,
+) -> String {
     use base64::Engine as _;
     use hmac::{Hmac, KeyInit as _, Mac as _};
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let header = format!(r#"{{"alg":"{algorithm}","typ":"JWT"}}"#);
     let message = format!(
         "{}.{}",
         b64(header.as_bytes()),

@@ -65,7 +65,7 @@ pub(crate) fn pem_pair(algorithm: &str) -> (String, String) {
     }
 }
 
-fn header(token: &str) -> Value {
+pub(crate) fn header(token: &str) -> Value {
     serde_json::from_slice(
         &URL_SAFE_NO_PAD
             .decode(token.split('.').next().unwrap())

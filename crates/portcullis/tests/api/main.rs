@@ -18,3 +18,4 @@ mod config;
 mod django;
 mod flows;
 mod interop;
+mod keys;

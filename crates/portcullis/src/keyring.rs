@@ -1,0 +1,376 @@
+//! The key set at run time: `portcullis keys …`, the reload task that
+//! keeps every node's engine in step with the database, automatic
+//! rotation, and the keys of another issuer fetched from `JWK_URL`.
+//!
+//! No command writes a file: keys live in the database, and
+//! `export-public` prints the public JWKS to standard output.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow, bail};
+use portcullis_core::{KeySource, Store, StoreError};
+use portcullis_store::SqlStore;
+use portcullis_token::{
+    Clock as _, KeyRing, KeyState, RemoteKeys, StoredKey, SystemClock, TokenEngine, algorithm_name,
+    generate_key, key_states, parse_algorithm,
+};
+use tokio::sync::Mutex;
+
+use crate::cli::KeysCommand;
+use crate::config::{ConfigError, Loaded};
+use crate::startup::{load_keys, open_store};
+
+/// How often a running server rereads the key set: well inside the 5 s
+/// within which a change made elsewhere must be seen.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+/// `JWK_URL` is refetched for an unknown kid at most this often, so a
+/// flood of tokens with made-up kids cannot make us hammer the issuer.
+pub const REMOTE_REFETCH_EVERY: Duration = Duration::from_secs(30);
+
+/// Run `portcullis keys …`.
+pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()> {
+    let store = open_store(loaded).await?;
+    let now = SystemClock.now();
+    match command {
+        KeysCommand::Generate {
+            alg,
+            bits,
+            activate,
+        } => {
+            let policy = Rotation::from_settings(loaded)?;
+            let key = add_key(&store, &policy, &alg, bits, activate.then_some(now), now).await?;
+            let what = if activate {
+                "signs from now on"
+            } else {
+                "is published and verifies; it does not sign"
+            };
+            println!("Generated {} key {}; it {what}.", key.algorithm, key.kid);
+        }
+        KeysCommand::Rotate { alg } => {
+            let keys = store.signing_keys().await?;
+            let states = key_states(&keys, now);
+            let active = keys
+                .iter()
+                .zip(&states)
+                .find(|(_, s)| **s == KeyState::Active)
+                .map(|(k, _)| k.algorithm.clone());
+            let alg = alg
+                .or(active)
+                .unwrap_or_else(|| loaded.config.algorithm.clone());
+            let policy = Rotation::from_settings(loaded)?;
+            let at = now.saturating_add(policy.publish_delay);
+            let key = add_key(&store, &policy, &alg, None, Some(at), now).await?;
+            println!(
+                "Published {} key {}; it signs from {} on.",
+                key.algorithm,
+                key.kid,
+                time(key.activates_at)
+            );
+        }
+        KeysCommand::Retire { kid } => {
+            if !store.retire_signing_key(&kid, now).await? {
+                bail!("no key with kid {kid:?}");
+            }
+            println!("Key {kid} is retired: its tokens are no longer accepted.");
+        }
+        KeysCommand::List => {
+            let keys = store.signing_keys().await?;
+            println!(
+                "{:<24} {:<9} {:<12} {:<20} {:<20} {:<20}",
+                "kid", "algorithm", "state", "created", "activates", "retires"
+            );
+            for (key, state) in keys.iter().zip(key_states(&keys, now)) {
+                println!(
+                    "{:<24} {:<9} {:<12} {:<20} {:<20} {:<20}",
+                    key.kid,
+                    key.algorithm,
+                    state.as_str(),
+                    time(Some(key.created_at)),
+                    time(key.activates_at),
+                    time(key.retires_at)
+                );
+            }
+        }
+        KeysCommand::ExportPublic => {
+            let engine = TokenEngine::new(
+                loaded.token_settings()?,
+                load_keys(loaded, &store).await?,
+                std::sync::Arc::new(SystemClock),
+            );
+            reload(&engine, &store, &mut HashSet::new()).await?;
+            println!("{}", engine.jwks()?.body);
+        }
+    }
+    Ok(())
+}
+
+/// Generate and store a key that signs from `activates_at` (`None`: not
+/// scheduled). The key that signs now then keeps verifying until every
+/// token it may sign before `activates_at` has expired, and retires.
+async fn add_key(
+    store: &SqlStore,
+    policy: &Rotation,
+    alg: &str,
+    bits: Option<u32>,
+    activates_at: Option<i64>,
+    now: i64,
+) -> anyhow::Result<StoredKey> {
+    const ALLOWED: [&str; 6] = ["ES256", "ES384", "EdDSA", "RS256", "PS256", "HS256"];
+    if !ALLOWED.contains(&alg) {
+        bail!(
+            "--alg {alg:?} is not one of {}; EdDSA is a good default",
+            ALLOWED.join(", ")
+        );
+    }
+    let rsa = alg.starts_with("RS") || alg.starts_with("PS");
+    match bits {
+        Some(_) if !rsa => bail!("--bits applies to RSA keys (RS256, PS256) only"),
+        Some(b) if ![2048, 3072, 4096, 8192].contains(&b) => {
+            bail!("--bits {b}: RSA keys are 2048, 3072, 4096 or 8192 bits")
+        }
+        _ => {}
+    }
+    let algorithm = parse_algorithm(alg)?;
+    let generated = generate_key(algorithm, bits)?;
+    let existing = store.signing_keys().await?;
+    let active = existing
+        .iter()
+        .zip(key_states(&existing, now))
+        .find(|(_, state)| *state == KeyState::Active)
+        .map(|(old, _)| old);
+    // Times are whole seconds and the key that activated last signs: a
+    // successor must activate at least a second after the key it replaces.
+    let activates_at = activates_at.map(|at| match active.and_then(|a| a.activates_at) {
+        Some(old) => at.max(old.saturating_add(1)),
+        None => at,
+    });
+    let supersedes = active
+        .zip(activates_at)
+        .map(|(old, at)| (old.kid.as_str(), at.saturating_add(policy.token_life)));
+    let key = StoredKey {
+        kid: generated.kid,
+        algorithm: algorithm_name(algorithm).to_owned(),
+        private_key: generated.private_key,
+        public_key: generated.public_key,
+        created_at: now,
+        activates_at,
+        retires_at: None,
+    };
+    store
+        .add_signing_key(&key, supersedes)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(message) => anyhow!(message),
+            other => anyhow!(other),
+        })?;
+    Ok(key)
+}
+
+/// The settings that shape a rotation.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    /// `KEY_PUBLISH_DELAY`.
+    pub publish_delay: i64,
+    /// `KEY_ROTATION_INTERVAL`.
+    pub interval: Option<i64>,
+    /// The longest a token signed now can stay valid: the longest
+    /// lifetime plus the leeway. A replaced key verifies this long after
+    /// it stops signing.
+    pub token_life: i64,
+}
+
+impl Rotation {
+    /// From the settings.
+    pub fn from_settings(loaded: &Loaded) -> Result<Self, ConfigError> {
+        let s = loaded.token_settings()?;
+        Ok(Self {
+            publish_delay: loaded.config.key_publish_delay.0,
+            interval: loaded
+                .config
+                .key_rotation_interval
+                .map(|i| i.0)
+                .filter(|i| *i > 0),
+            token_life: s
+                .access_token_lifetime
+                .max(s.refresh_token_lifetime)
+                .max(s.sliding_token_lifetime)
+                .saturating_add(s.leeway),
+        })
+    }
+}
+
+/// RFC 3339 in UTC, or `-`.
+fn time(at: Option<i64>) -> String {
+    at.and_then(|at| u64::try_from(at).ok()).map_or_else(
+        || "-".to_owned(),
+        |at| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(at)).to_string(),
+    )
+}
+
+/// Read the key set and install it. Keys that do not load are logged once
+/// (per kid, via `warned`) and left out.
+#[allow(clippy::implicit_hasher)] // a private bookkeeping set
+pub async fn reload(
+    engine: &TokenEngine,
+    store: &SqlStore,
+    warned: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    let stored = store.signing_keys().await?;
+    let (ring, errors) = KeyRing::load(&stored, &engine.key_ring());
+    for (kid, error) in errors {
+        if warned.insert(kid.clone()) {
+            tracing::error!(%kid, %error, "a key in the key set cannot be used; it is ignored");
+        }
+    }
+    engine.install_keys(ring);
+    Ok(())
+}
+
+/// Reload the key set every [`RELOAD_EVERY`] and, with
+/// `KEY_ROTATION_INTERVAL`, rotate when it is due. Runs until aborted.
+pub async fn reload_task(engine: TokenEngine, store: SqlStore, policy: Rotation) {
+    let mut warned = HashSet::new();
+    let mut ticks = tokio::time::interval(RELOAD_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = reload(&engine, &store, &mut warned).await {
+            tracing::warn!(error = %e, "cannot reload the key set; keeping the previous one");
+            continue;
+        }
+        if let Some(interval) = policy.interval {
+            match rotate_if_due(&store, &policy, interval).await {
+                // Sign with the successor as soon as it is due, not a tick later.
+                Ok(true) => {
+                    if let Err(e) = reload(&engine, &store, &mut warned).await {
+                        tracing::warn!(error = %e, "cannot reload the key set after rotating");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
+            }
+        }
+    }
+}
+
+/// Automatic rotation: when the active key has signed for `interval` and
+/// no successor is scheduled, publish one. Nodes agree on who rotates
+/// through a first-insert-wins setting named after the active key.
+/// Returns whether this node rotated.
+async fn rotate_if_due(store: &SqlStore, policy: &Rotation, interval: i64) -> anyhow::Result<bool> {
+    let now = SystemClock.now();
+    let keys = store.signing_keys().await?;
+    let states = key_states(&keys, now);
+    let scheduled = keys
+        .iter()
+        .zip(&states)
+        .any(|(k, s)| *s == KeyState::Pending && k.activates_at.is_some());
+    let Some((active, _)) = keys
+        .iter()
+        .zip(&states)
+        .find(|(_, s)| **s == KeyState::Active)
+    else {
+        return Ok(false);
+    };
+    let due = active
+        .activates_at
+        .is_some_and(|at| at.saturating_add(interval) <= now);
+    if !due || scheduled {
+        return Ok(false);
+    }
+    let claim = format!("rotation_after:{}", active.kid);
+    // Random, so two nodes (both PID 1 in containers) never both win.
+    let mut nonce = [0_u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow!("the random generator failed"))?;
+    let me = format!("{:032x}", u128::from_le_bytes(nonce));
+    if store.init_setting(&claim, &me).await? != me {
+        return Ok(false);
+    }
+    let at = now.saturating_add(policy.publish_delay);
+    let key = add_key(store, policy, &active.algorithm, None, Some(at), now).await?;
+    tracing::info!(kid = %key.kid, replaces = %active.kid, "rotated the signing key (KEY_ROTATION_INTERVAL)");
+    Ok(true)
+}
+
+/// Another issuer's JWKS (`JWK_URL`), cached in the engine and refetched
+/// on an unknown kid at most every [`REMOTE_REFETCH_EVERY`].
+#[derive(Debug)]
+pub struct RemoteJwks {
+    url: String,
+    client: reqwest::Client,
+    /// When the last refetch for an unknown kid started.
+    last: Mutex<Option<Instant>>,
+}
+
+impl RemoteJwks {
+    /// A source for `url` (http or https).
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            bail!("JWK_URL must be an http(s) URL, got {url:?}");
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot build the HTTP client for JWK_URL")?;
+        Ok(Self {
+            url: url.to_owned(),
+            client,
+            last: Mutex::new(None),
+        })
+    }
+
+    /// Fetch the document and install its usable keys.
+    pub async fn fetch(&self, engine: &TokenEngine) -> anyhow::Result<()> {
+        const MAX_BYTES: usize = 1024 * 1024;
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("cannot fetch JWK_URL {}", self.url))?;
+        let body = response.bytes().await.context("cannot read JWK_URL")?;
+        if body.len() > MAX_BYTES {
+            bail!("the JWKS at JWK_URL is larger than {MAX_BYTES} bytes");
+        }
+        let (keys, skipped) = RemoteKeys::from_jwks(&body)?;
+        if !skipped.is_empty() {
+            tracing::debug!(
+                ?skipped,
+                "JWK_URL keys that are not asymmetric signature keys are ignored"
+            );
+        }
+        tracing::info!(keys = keys.len(), url = %self.url, "fetched JWK_URL");
+        engine.install_remote_keys(keys);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl KeySource for RemoteJwks {
+    async fn refresh_for_unknown_kid(&self, engine: &TokenEngine) -> bool {
+        let asked = Instant::now();
+        // Held across the fetch: concurrent requests wait for one fetch.
+        let mut last = self.last.lock().await;
+        if let Some(at) = *last {
+            // Another request refetched while we waited: use its result.
+            if at >= asked {
+                return true;
+            }
+            if at.elapsed() < REMOTE_REFETCH_EVERY {
+                return false;
+            }
+        }
+        *last = Some(Instant::now());
+        match self.fetch(engine).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot refetch JWK_URL");
+                false
+            }
+        }
+    }
+}
