@@ -284,6 +284,12 @@ async fn sigterm_stops_gracefully() {
         reqwest::get(format!("{base}/healthz")).await.is_err(),
         "still accepting after SIGTERM"
     );
-    // The default database was created in the working directory.
-    assert!(dir.path().join("portcullis.sqlite3").exists());
+    // The default database was created in the working directory, private:
+    // it holds the signing key.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("portcullis.sqlite3"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
 }
