@@ -41,10 +41,11 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
         } => {
             let policy = Rotation::from_settings(loaded)?;
             let key = add_key(&store, &policy, &alg, bits, activate.then_some(now), now).await?;
-            let what = if activate {
-                "signs from now on"
-            } else {
-                "is published and verifies; it does not sign"
+            let what = match (activate, key.algorithm.starts_with("HS")) {
+                (true, _) => "signs from now on",
+                // A shared secret is never published.
+                (false, true) => "verifies; it does not sign and, being HMAC, is never published",
+                (false, false) => "is published and verifies; it does not sign",
             };
             println!("Generated {} key {}; it {what}.", key.algorithm, key.kid);
         }
