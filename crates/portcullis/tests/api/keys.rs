@@ -313,6 +313,11 @@ async fn rotation_without_downtime(backend: Backend) {
 async fn hmac_is_never_published(backend: Backend) {
     let app = TestApp::spawn(backend, "").await;
     app.user("alice", "alice-pass", true, false).await;
+    let pending = keys(&app.db, &["generate", "--alg", "HS256"], &[]).await;
+    assert!(
+        pending.ends_with("; it verifies; it does not sign and, being HMAC, is never published.\n"),
+        "{pending}"
+    );
     let hs = printed_kid(&keys(&app.db, &["generate", "--alg", "HS256", "--activate"], &[]).await);
     signs_with(&app, &hs).await;
     let reply = app.get("/.well-known/jwks.json", None).await;
