@@ -22,6 +22,7 @@ mod engine;
 mod error;
 mod keys;
 mod keyset;
+mod reject;
 mod settings;
 
 pub use auth_header::{AuthHeader, parse_authorization};
@@ -36,4 +37,5 @@ pub use keys::{
 pub use keyset::{
     GeneratedKey, KeyRing, KeyState, RemoteKeys, StoredKey, generate_key, key_states,
 };
+pub use reject::{Rejection, TokenMessage, check_access, validated_token, www_authenticate};
 pub use settings::{Audience, TokenSettings};
