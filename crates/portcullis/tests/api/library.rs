@@ -15,7 +15,9 @@ use portcullis_verify::{Permission, RequireAuth, Verifier};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use crate::helpers::{Backend, SIGNING_KEY, TestApp, mint_hs, mint_hs_with_header, now};
+use crate::helpers::{
+    Backend, SIGNING_KEY, Served, TestApp, binary, mint_hs, mint_hs_with_header, now, run,
+};
 use crate::keys::{keys, printed_kid, signs_with};
 
 const AUDIENCE: &str = "items";
@@ -442,4 +444,49 @@ async fn items_api_with_the_servers_jwks() {
         201
     );
     app.stop().await;
+}
+
+/// The example API beside the real `portcullis serve` process: a user made
+/// with the CLI logs in over HTTP and uses the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_api_beside_the_real_binary() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+    let portcullis = |args: &[&str]| {
+        let mut command = binary();
+        command
+            .args(args)
+            .env("PORTCULLIS_DATABASE_URL", &database)
+            .env("PORTCULLIS_SIGNING_KEY", SIGNING_KEY)
+            .env("PORTCULLIS_AUDIENCE", AUDIENCE)
+            .env("PORTCULLIS_ISSUER", ISSUER)
+            .env("PORTCULLIS_PASSWORD_HASH_MEMORY_KIB", "64")
+            .env("PORTCULLIS_PASSWORD_HASH_ITERATIONS", "1");
+        command
+    };
+    let out = run(
+        portcullis(&["user", "create", "alice", "--password-stdin"]),
+        "alice-pass\n",
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let served = Served::start(portcullis(&[])).await.unwrap();
+    let login = served.login("alice", "alice-pass").await;
+    let access = login["access"].as_str().unwrap();
+
+    let items = serve_items(verifier()).await;
+    let (status, item) = call(
+        Method::POST,
+        format!("{items}/items/"),
+        Some(access),
+        Some(json!({"title": "from the binary"})),
+    )
+    .await;
+    assert_eq!((status, &item["title"]), (201, &json!("from the binary")));
+    assert_eq!(
+        call(Method::GET, format!("{items}/items/"), Some(access), None).await,
+        (200, json!([item]))
+    );
+    assert_eq!(served.terminate().await.0, 0);
 }
