@@ -25,7 +25,7 @@ mod keyset;
 mod reject;
 mod settings;
 
-pub use auth_header::{AuthHeader, parse_authorization};
+pub use auth_header::{AuthHeader, auth_header_name, parse_authorization};
 pub use claims::{Token, TokenType, UserIdClaim};
 pub use clock::{Clock, SystemClock};
 pub use engine::{JwksDocument, SignError, TokenEngine};

@@ -210,12 +210,9 @@ impl VerifierBuilder {
         }
         .map_err(BuildError::Key)?;
         let jwks = self.jwk_url.as_deref().map(JwksSource::new).transpose()?;
-        let name = self
-            .auth_header_name
-            .trim_start_matches("HTTP_")
-            .replace('_', "-");
-        let header_name = HeaderName::try_from(name.to_ascii_lowercase())
-            .map_err(|e| BuildError::Header(e.to_string()))?;
+        let name = portcullis_token::auth_header_name(&self.auth_header_name);
+        let header_name =
+            HeaderName::try_from(name).map_err(|e| BuildError::Header(e.to_string()))?;
         let www_authenticate =
             HeaderValue::try_from(portcullis_token::www_authenticate(&self.auth_header_types))
                 .map_err(|e| BuildError::Header(e.to_string()))?;

@@ -163,6 +163,24 @@ async fn header_types_name_the_scheme() {
 }
 
 #[tokio::test]
+async fn auth_header_name_in_django_form() {
+    let verifier = Verifier::builder()
+        .signing_key(SECRET)
+        .auth_header_name("HTTP_X_ACCESS_TOKEN")
+        .build()
+        .unwrap();
+    let app = app(verifier, Permission::IsAuthenticated);
+    let request = Request::get("/me")
+        .header("X-Access-Token", bearer(&token(&hs_engine(), &[])))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.clone().oneshot(request).await.unwrap().status(), 200);
+    // Authorization is not read any more.
+    let raw = token(&hs_engine(), &[]);
+    assert_eq!(send(&app, "/me", Some(&bearer(&raw))).await.0, 401);
+}
+
+#[tokio::test]
 async fn a_public_pem_alone_verifies() {
     let key = generate_key(Algorithm::ES256, None).unwrap();
     let signer =
