@@ -1,18 +1,10 @@
 //! Every way a simplejwt flow can refuse, mapped one-to-one to the bodies
 //! simplejwt sends. The HTTP layer owns the mapping to status codes.
 
-use portcullis_token::{TokenError, TokenType};
+pub use portcullis_token::TokenMessage;
+use portcullis_token::{Rejection, TokenError};
 
 use crate::StoreError;
-
-/// One entry of the `messages` list in a protected endpoint's 401.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenMessage {
-    /// Which class was tried.
-    pub token_type: TokenType,
-    /// Why it failed.
-    pub error: TokenError,
-}
 
 /// Why a request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -59,4 +51,23 @@ pub enum AuthError {
     /// Something else failed inside (signing, hashing): 500, logged.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl AuthError {
+    /// The protected-endpoint refusal this is, shared with `portcullis-verify`
+    /// (which answers the same bodies); `None` for the token endpoints' own
+    /// errors and for internal failures.
+    #[must_use]
+    pub fn rejection(&self) -> Option<Rejection> {
+        Some(match self {
+            Self::NotAuthenticated => Rejection::NotAuthenticated,
+            Self::BadAuthorizationHeader => Rejection::BadAuthorizationHeader,
+            Self::NoValidTokenType(messages) => Rejection::NoValidTokenType(messages.clone()),
+            Self::NoUserIdentification => Rejection::NoUserIdentification,
+            Self::UserNotFound => Rejection::UserNotFound,
+            Self::UserInactive => Rejection::UserInactive,
+            Self::PasswordChanged => Rejection::PasswordChanged,
+            _ => return None,
+        })
+    }
 }

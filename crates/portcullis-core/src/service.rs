@@ -11,7 +11,7 @@ use portcullis_token::{
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::{AuthError, OutstandingToken, PasswordHasher, Store, TokenMessage, User};
+use crate::{AuthError, OutstandingToken, PasswordHasher, Store, User};
 
 /// The simplejwt settings that shape the flows (the token shape itself is
 /// in [`portcullis_token::TokenSettings`]).
@@ -296,30 +296,32 @@ impl AuthService {
     }
 
     /// `JWTAuthentication.get_validated_token`: try each accepted class in
-    /// order and collect why each failed.
+    /// order and collect why each failed. The loop, the access-token rule
+    /// and the `messages` are `portcullis_token`'s, shared with
+    /// `portcullis-verify`; only refresh and sliding tokens consult the store.
     async fn validated_token(&self, raw: &[u8]) -> Result<Token, AuthError> {
-        let mut messages = Vec::new();
-        for &token_type in &self.settings.auth_token_classes {
-            let attempt = match token_type {
-                TokenType::Access => self.decode(raw).await.and_then(|token| {
-                    token.verify(self.engine.settings(), self.engine.now(), Some(token_type))?;
-                    Ok(token)
-                }),
-                _ => match std::str::from_utf8(raw) {
-                    Ok(raw) => match self.validate_stored(raw, token_type).await {
-                        Ok(token) => Ok(token),
-                        Err(AuthError::Token(e)) => Err(e),
-                        Err(other) => return Err(other),
+        portcullis_token::validated_token(
+            &self.settings.auth_token_classes,
+            |token_type| async move {
+                Ok(match token_type {
+                    TokenType::Access => portcullis_token::check_access(
+                        self.decode(raw).await,
+                        &self.engine,
+                        token_type,
+                    ),
+                    _ => match std::str::from_utf8(raw) {
+                        Ok(raw) => match self.validate_stored(raw, token_type).await {
+                            Ok(token) => Ok(token),
+                            Err(AuthError::Token(e)) => Err(e),
+                            Err(other) => return Err(other),
+                        },
+                        Err(_) => Err(TokenError::Invalid),
                     },
-                    Err(_) => Err(TokenError::Invalid),
-                },
-            };
-            match attempt {
-                Ok(token) => return Ok(token),
-                Err(error) => messages.push(TokenMessage { token_type, error }),
-            }
-        }
-        Err(AuthError::NoValidTokenType(messages))
+                })
+            },
+        )
+        .await?
+        .map_err(AuthError::NoValidTokenType)
     }
 
     /// The engine's decode; a token whose kid nobody knows makes the

@@ -52,7 +52,7 @@ fn coded(message: impl Into<String>, code: &str) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            Self::Auth(e) => auth_response(e),
+            Self::Auth(e) => auth_response(&e),
             Self::Fields(errors) => {
                 let mut body = Map::new();
                 for (field, message) in errors {
@@ -87,36 +87,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn auth_response(e: AuthError) -> Response {
+fn auth_response(e: &AuthError) -> Response {
+    // A protected endpoint's refusal: the body and status shared with
+    // `portcullis-verify` (one implementation, in portcullis-token).
+    if let Some(rejection) = e.rejection() {
+        let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        return (status, Json(rejection.body())).into_response();
+    }
     let message = e.to_string();
     match e {
-        AuthError::Token(_) | AuthError::NoUserIdentification => coded(message, "token_not_valid"),
-        AuthError::NoActiveAccount
-        | AuthError::NoActiveAccountForToken
-        | AuthError::PasswordChangedOnRefresh
-        | AuthError::NotAuthenticated => detail(StatusCode::UNAUTHORIZED, message),
+        AuthError::Token(_) => coded(message, "token_not_valid"),
         AuthError::VerifyBlacklisted => ApiError::NonField(message).into_response(),
-        AuthError::BadAuthorizationHeader => coded(message, "bad_authorization_header"),
-        AuthError::UserNotFound => coded(message, "user_not_found"),
-        AuthError::UserInactive => coded(message, "user_inactive"),
-        AuthError::PasswordChanged => coded(message, "password_changed"),
-        AuthError::NoValidTokenType(messages) => {
-            let messages: Vec<Value> = messages
-                .iter()
-                .map(|m| {
-                    json!({
-                        "token_class": m.token_type.class_name(),
-                        "token_type": m.token_type.as_str(),
-                        "message": m.error.to_string(),
-                    })
-                })
-                .collect();
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"detail": message, "code": "token_not_valid", "messages": messages})),
-            )
-                .into_response()
-        }
         AuthError::Store(_) | AuthError::Internal(_) => {
             tracing::error!(error = %e, "request failed");
             detail(
@@ -124,5 +105,7 @@ fn auth_response(e: AuthError) -> Response {
                 "A server error occurred.",
             )
         }
+        // The rest are protected-endpoint refusals, answered above.
+        _ => detail(StatusCode::UNAUTHORIZED, message),
     }
 }

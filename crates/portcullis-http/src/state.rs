@@ -46,13 +46,10 @@ impl AppState {
     /// Build the state. The `WWW-Authenticate` value is computed once.
     #[must_use]
     pub fn new(auth: AuthService, http: HttpSettings) -> Self {
-        let scheme = auth
-            .settings()
-            .auth_header_types
-            .first()
-            .map_or("Bearer", String::as_str);
-        let www_authenticate = HeaderValue::from_str(&format!("{scheme} realm=\"api\""))
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"api\""));
+        let www_authenticate = HeaderValue::from_str(&portcullis_token::www_authenticate(
+            &auth.settings().auth_header_types,
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"api\""));
         Self {
             inner: Arc::new(Inner {
                 auth,

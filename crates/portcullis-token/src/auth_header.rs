@@ -40,11 +40,29 @@ pub fn parse_authorization<'a, S: AsRef<str>>(
     }
 }
 
+/// `AUTH_HEADER_NAME` as an HTTP header name, lowercase: Django's
+/// `HTTP_X_ACCESS_TOKEN` form becomes `x-access-token`; a plain name
+/// (`Authorization`) is kept. Validity is the HTTP library's to check.
+#[must_use]
+pub fn auth_header_name(setting: &str) -> String {
+    let raw = setting.trim();
+    raw.strip_prefix("HTTP_")
+        .map_or_else(|| raw.to_owned(), |rest| rest.replace('_', "-"))
+        .to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const BEARER: &[&str] = &["Bearer"];
+
+    #[test]
+    fn header_names_in_django_or_http_form() {
+        assert_eq!(auth_header_name("HTTP_AUTHORIZATION"), "authorization");
+        assert_eq!(auth_header_name(" HTTP_X_ACCESS_TOKEN "), "x-access-token");
+        assert_eq!(auth_header_name("X-Token"), "x-token");
+    }
 
     #[test]
     fn follows_simplejwt_split_rules() {

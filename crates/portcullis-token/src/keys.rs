@@ -171,6 +171,21 @@ impl SigningKeys {
         Ok(keys)
     }
 
+    /// Keys that only verify: an HMAC secret, or an asymmetric public PEM
+    /// (`VERIFYING_KEY` alone), for services that check tokens another
+    /// process signs. Signing with them fails: the encoding half is an
+    /// empty placeholder of another key family, which jsonwebtoken refuses.
+    pub fn verifying_only(algorithm: Algorithm, key: &[u8]) -> Result<Self, KeyError> {
+        if is_hmac(algorithm) {
+            return Self::new(algorithm, key, None);
+        }
+        Ok(Self {
+            algorithm,
+            encoding: EncodingKey::from_secret(&[]),
+            decoding: load_public(algorithm, key)?,
+        })
+    }
+
     /// A new random HMAC secret: 64 random bytes, base64url-encoded (86
     /// characters), long enough for HS512.
     pub fn generate_hmac_secret() -> Result<String, KeyError> {

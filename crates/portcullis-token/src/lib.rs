@@ -22,9 +22,10 @@ mod engine;
 mod error;
 mod keys;
 mod keyset;
+mod reject;
 mod settings;
 
-pub use auth_header::{AuthHeader, parse_authorization};
+pub use auth_header::{AuthHeader, auth_header_name, parse_authorization};
 pub use claims::{Token, TokenType, UserIdClaim};
 pub use clock::{Clock, SystemClock};
 pub use engine::{JwksDocument, SignError, TokenEngine};
@@ -36,4 +37,5 @@ pub use keys::{
 pub use keyset::{
     GeneratedKey, KeyRing, KeyState, RemoteKeys, StoredKey, generate_key, key_states,
 };
+pub use reject::{Rejection, TokenMessage, check_access, validated_token, www_authenticate};
 pub use settings::{Audience, TokenSettings};

@@ -413,10 +413,8 @@ impl Loaded {
     /// `HTTP_X_ACCESS_TOKEN` form for `X-Access-Token`.
     pub fn auth_header_name(&self) -> Result<axum::http::HeaderName, ConfigError> {
         let raw = self.config.auth_header_name.trim();
-        let name = raw
-            .strip_prefix("HTTP_")
-            .map_or_else(|| raw.to_owned(), |rest| rest.replace('_', "-"));
-        axum::http::HeaderName::try_from(name.to_ascii_lowercase()).map_err(|_| {
+        let name = portcullis_token::auth_header_name(raw);
+        axum::http::HeaderName::try_from(name).map_err(|_| {
             ConfigError(format!(
                 "{}: {raw:?} is not a valid header name",
                 self.origin("auth_header_name")

@@ -6,16 +6,16 @@
 //! `export-public` prints the public JWKS to standard output.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use portcullis_core::{KeySource, Store, StoreError};
 use portcullis_store::SqlStore;
 use portcullis_token::{
-    Clock as _, KeyRing, KeyState, RemoteKeys, StoredKey, SystemClock, TokenEngine, algorithm_name,
+    Clock as _, KeyRing, KeyState, StoredKey, SystemClock, TokenEngine, algorithm_name,
     generate_key, key_states, parse_algorithm,
 };
-use tokio::sync::Mutex;
+use portcullis_verify::JwksSource;
 
 use crate::cli::KeysCommand;
 use crate::config::{ConfigError, Loaded};
@@ -27,7 +27,7 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// `JWK_URL` is refetched for an unknown kid at most this often, so a
 /// flood of tokens with made-up kids cannot make us hammer the issuer.
-pub const REMOTE_REFETCH_EVERY: Duration = Duration::from_secs(30);
+pub const REMOTE_REFETCH_EVERY: Duration = portcullis_verify::JWKS_REFETCH_EVERY;
 
 /// Run `portcullis keys …`.
 pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()> {
@@ -296,56 +296,27 @@ async fn rotate_if_due(store: &SqlStore, policy: &Rotation, interval: i64) -> an
 }
 
 /// Another issuer's JWKS (`JWK_URL`), cached in the engine and refetched
-/// on an unknown kid at most every [`REMOTE_REFETCH_EVERY`].
+/// on an unknown kid at most every [`REMOTE_REFETCH_EVERY`]: portcullis-verify's
+/// [`JwksSource`], the code services protected by portcullis run, plus logs.
 #[derive(Debug)]
-pub struct RemoteJwks {
-    url: String,
-    client: reqwest::Client,
-    /// When the last refetch for an unknown kid started.
-    last: Mutex<Option<Instant>>,
-}
+pub struct RemoteJwks(JwksSource);
 
 impl RemoteJwks {
     /// A source for `url` (http or https).
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            bail!("JWK_URL must be an http(s) URL, got {url:?}");
-        }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot build the HTTP client for JWK_URL")?;
-        Ok(Self {
-            url: url.to_owned(),
-            client,
-            last: Mutex::new(None),
-        })
+        JwksSource::new(url).map(Self).map_err(|e| anyhow!("{e}"))
     }
 
     /// Fetch the document and install its usable keys.
     pub async fn fetch(&self, engine: &TokenEngine) -> anyhow::Result<()> {
-        const MAX_BYTES: usize = 1024 * 1024;
-        let response = self
-            .client
-            .get(&self.url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .with_context(|| format!("cannot fetch JWK_URL {}", self.url))?;
-        let body = response.bytes().await.context("cannot read JWK_URL")?;
-        if body.len() > MAX_BYTES {
-            bail!("the JWKS at JWK_URL is larger than {MAX_BYTES} bytes");
-        }
-        let (keys, skipped) = RemoteKeys::from_jwks(&body)?;
+        let (kept, skipped) = self.0.fetch(engine).await.map_err(|e| anyhow!(e))?;
         if !skipped.is_empty() {
             tracing::debug!(
                 ?skipped,
                 "JWK_URL keys that are not asymmetric signature keys are ignored"
             );
         }
-        tracing::info!(keys = keys.len(), url = %self.url, "fetched JWK_URL");
-        engine.install_remote_keys(keys);
+        tracing::info!(keys = kept, url = %self.0.url(), "fetched JWK_URL");
         Ok(())
     }
 }
@@ -353,23 +324,10 @@ impl RemoteJwks {
 #[async_trait::async_trait]
 impl KeySource for RemoteJwks {
     async fn refresh_for_unknown_kid(&self, engine: &TokenEngine) -> bool {
-        let asked = Instant::now();
-        // Held across the fetch: concurrent requests wait for one fetch.
-        let mut last = self.last.lock().await;
-        if let Some(at) = *last {
-            // Another request refetched while we waited: use its result.
-            if at >= asked {
-                return true;
-            }
-            if at.elapsed() < REMOTE_REFETCH_EVERY {
-                return false;
-            }
-        }
-        *last = Some(Instant::now());
-        match self.fetch(engine).await {
-            Ok(()) => true,
+        match self.0.refresh_for_unknown_kid(engine).await {
+            Ok(fresh) => fresh,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot refetch JWK_URL");
+                tracing::warn!(error = %e, "cannot refetch JWK_URL");
                 false
             }
         }

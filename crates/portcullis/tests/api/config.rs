@@ -164,15 +164,7 @@ async fn file_then_environment() {
         }
         command.env("PORTCULLIS_REFRESH_TOKEN_LIFETIME", "1h");
         let served = Served::start(command).await.unwrap();
-        let reply: serde_json::Value = reqwest::Client::new()
-            .post(served.url("/api/token/"))
-            .json(&json!({"username": "alice", "password": "alice-pass"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reply = served.login("alice", "alice-pass").await;
         let access = claims(reply["access"].as_str().unwrap());
         let refresh = claims(reply["refresh"].as_str().unwrap());
         assert_eq!(

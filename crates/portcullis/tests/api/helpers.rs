@@ -487,6 +487,19 @@ impl Served {
         format!("{}{path}", self.base)
     }
 
+    /// POST a login to `/api/token/` and return the JSON reply.
+    pub(crate) async fn login(&self, username: &str, password: &str) -> Value {
+        reqwest::Client::new()
+            .post(self.url("/api/token/"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Send SIGTERM and wait for the exit code.
     pub(crate) async fn terminate(mut self) -> (i32, String) {
         let pid = self.child.id().unwrap().to_string();

@@ -24,7 +24,7 @@ const INVALID_VERIFY: &str = r#"{"detail":"Token is invalid","code":"token_not_v
 
 /// `portcullis keys ARGS…` against the test server's database, with the
 /// server's key and any extra settings.
-async fn keys(db: &TestDatabase, args: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) async fn keys(db: &TestDatabase, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut command = binary();
     command
         .arg("keys")
@@ -41,7 +41,7 @@ async fn keys(db: &TestDatabase, args: &[&str], env: &[(&str, &str)]) -> String 
 }
 
 /// The kid a `generate` or `rotate` printed.
-fn printed_kid(out: &str) -> String {
+pub(crate) fn printed_kid(out: &str) -> String {
     out.split(" key ")
         .nth(1)
         .and_then(|rest| rest.split(';').next())
@@ -76,7 +76,7 @@ where
     }
 }
 
-async fn signs_with(app: &TestApp, kid: &str) {
+pub(crate) async fn signs_with(app: &TestApp, kid: &str) {
     within_5s(&format!("the server signs with {kid}"), || async {
         login(app).await.2.as_deref() == Some(kid)
     })
