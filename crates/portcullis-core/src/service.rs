@@ -11,7 +11,14 @@ use portcullis_token::{
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::{AuthError, OutstandingToken, PasswordHasher, Store, TokenMessage, User};
+use crate::{
+    AuthError, OutstandingToken, PasswordHasher, RotationClaim, Session, Store, Successor,
+    TokenMessage, User,
+};
+
+/// The claim naming a token's session (its refresh-token family), as
+/// `OpenID` Connect names a session; written only with sessions on.
+pub const SESSION_CLAIM: &str = "sid";
 
 /// The simplejwt settings that shape the flows (the token shape itself is
 /// in [`portcullis_token::TokenSettings`]).
@@ -33,6 +40,13 @@ pub struct AuthSettings {
     pub auth_token_classes: Vec<TokenType>,
     /// `AUTH_HEADER_TYPES`; the first names the `WWW-Authenticate` scheme.
     pub auth_header_types: Vec<String>,
+    /// `REFRESH_REUSE_DETECTION`: logins start sessions (refresh-token
+    /// families, named by the `sid` claim) and, with rotation, a rotated
+    /// refresh token presented after the grace window ends its session.
+    pub refresh_reuse_detection: bool,
+    /// `REFRESH_REUSE_GRACE`, seconds: how long a rotated refresh token is
+    /// answered with its one successor again; 0: never.
+    pub refresh_reuse_grace: i64,
 }
 
 impl Default for AuthSettings {
@@ -46,6 +60,8 @@ impl Default for AuthSettings {
             revoke_token_claim: "hash_password".to_owned(),
             auth_token_classes: vec![TokenType::Access],
             auth_header_types: vec!["Bearer".to_owned()],
+            refresh_reuse_detection: false,
+            refresh_reuse_grace: 10,
         }
     }
 }
@@ -150,7 +166,11 @@ impl AuthService {
     #[tracing::instrument(skip_all)]
     pub async fn obtain_pair(&self, credentials: Credentials) -> Result<TokenPair, AuthError> {
         let user = self.login(credentials).await?;
-        let refresh = self.issue(TokenType::Refresh, &user).await?;
+        let refresh = if self.settings.refresh_reuse_detection {
+            self.start_session(&user).await?
+        } else {
+            self.issue(TokenType::Refresh, &user).await?
+        };
         let access = self
             .engine
             .access_from_refresh(&refresh)
@@ -193,6 +213,10 @@ impl AuthService {
         let access = self.encode(&access)?;
         if !self.settings.rotate_refresh_tokens {
             return Ok((access, None));
+        }
+        if self.settings.refresh_reuse_detection {
+            let rotated = self.rotate_in_family(&refresh).await?;
+            return Ok((access, Some(self.encode(&rotated)?)));
         }
         if self.settings.blacklist_after_rotation && !self.blacklist_token(&refresh).await? {
             return Err(TokenError::Blacklisted.into());
@@ -428,6 +452,69 @@ impl AuthService {
         Ok(())
     }
 
+    /// A login's refresh token, starting a session named by its own `jti`.
+    async fn start_session(&self, user: &User) -> Result<Token, AuthError> {
+        let mut refresh = self.unrecorded(TokenType::Refresh, user)?;
+        let jti = refresh
+            .jti(self.engine.settings())
+            .ok_or(TokenError::NoId)?
+            .to_owned();
+        refresh.set(SESSION_CLAIM, Value::String(jti.clone()));
+        let record = self.record(&refresh)?;
+        let session = Session {
+            id: jti,
+            user_id: record.user_id,
+            created_at: record.created_at.unwrap_or_else(|| self.engine.now()),
+            last_used_at: record.created_at.unwrap_or_else(|| self.engine.now()),
+            expires_at: record.expires_at,
+        };
+        self.store.start_session(&session, &record).await?;
+        Ok(refresh)
+    }
+
+    /// Rotation with reuse detection (RFC 9700 §4.14.2, RFC 6819
+    /// §5.2.2.3). The store's atomic step picks one winner; a repeat
+    /// within `REFRESH_REUSE_GRACE` gets the winner's successor again
+    /// (two tabs refreshing at once stay logged in, as with Supabase Auth), so
+    /// there is never more than one live successor; a repeat after it is
+    /// reuse, and ends the session: its refresh tokens are blacklisted and
+    /// its access tokens refused.
+    async fn rotate_in_family(&self, refresh: &Token) -> Result<Token, AuthError> {
+        let settings = self.engine.settings();
+        let presented = self.record(refresh)?;
+        // A token issued before sessions were on starts its family now.
+        let family = match refresh.get(SESSION_CLAIM).and_then(Value::as_str) {
+            Some(sid) => sid.to_owned(),
+            None => presented.jti.clone(),
+        };
+        let mut rotated = self.engine.rotate(refresh).map_err(internal)?;
+        rotated.set(SESSION_CLAIM, Value::String(family.clone()));
+        let successor = self.record(&rotated)?;
+        let now = self.engine.now();
+        match self
+            .store
+            .rotate_in_family(&presented, &family, &successor, now)
+            .await?
+        {
+            RotationClaim::Won => Ok(rotated),
+            RotationClaim::AlreadyRotated {
+                rotated_at,
+                successor,
+            } if now < rotated_at.saturating_add(self.settings.refresh_reuse_grace) => {
+                Ok(reissue(&rotated, settings, &successor))
+            }
+            RotationClaim::AlreadyRotated { .. } => {
+                tracing::warn!(
+                    session = %family,
+                    "a rotated refresh token was reused; its session is ended"
+                );
+                self.store.revoke_session(&family, now).await?;
+                Err(TokenError::Blacklisted.into())
+            }
+            RotationClaim::Ended => Err(TokenError::Blacklisted.into()),
+        }
+    }
+
     /// `Token.for_user` plus the `OutstandingToken` row.
     async fn issue(&self, token_type: TokenType, user: &User) -> Result<Token, AuthError> {
         let token = self.unrecorded(token_type, user)?;
@@ -497,6 +584,23 @@ fn revoke_claim(user: &User) -> String {
             let _ = write!(out, "{b:02X}");
             out
         })
+}
+
+/// The successor the winning rotation recorded, rebuilt from the claims
+/// every rotation of one token shares plus the recorded `jti`, `iat` and
+/// `exp`. HMAC and Ed25519 signatures are deterministic, so it is the very
+/// same string; an ECDSA one differs in its signature only, and names the
+/// same token (same `jti`). No raw token is ever stored.
+fn reissue(
+    rotated: &Token,
+    settings: &portcullis_token::TokenSettings,
+    successor: &Successor,
+) -> Token {
+    let mut token = rotated.clone();
+    token.set(&settings.jti_claim, Value::String(successor.jti.clone()));
+    token.set("exp", Value::from(successor.expires_at));
+    token.set("iat", Value::from(successor.created_at));
+    token
 }
 
 fn internal(e: impl std::fmt::Display) -> AuthError {

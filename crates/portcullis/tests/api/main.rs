@@ -19,3 +19,4 @@ mod django;
 mod flows;
 mod interop;
 mod keys;
+mod sessions;
