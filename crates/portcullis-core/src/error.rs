@@ -53,6 +53,10 @@ pub enum AuthError {
     /// `CHECK_REVOKE_TOKEN` and the password changed since issue.
     #[error("The user's password has been changed.")]
     PasswordChanged,
+    /// Logout with a token that names no session (`REFRESH_REUSE_DETECTION`
+    /// off) and no refresh token to blacklist: 400.
+    #[error("This token belongs to no session: send the refresh token to end.")]
+    NoSession,
     /// The storage failed: 500, logged, never shown.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -7,6 +7,7 @@
 
 mod error;
 mod password;
+mod revocation;
 mod service;
 mod store;
 mod user;

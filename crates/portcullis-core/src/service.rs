@@ -11,9 +11,10 @@ use portcullis_token::{
 use secrecy::SecretString;
 use serde_json::Value;
 
+use crate::revocation::RevocationCache;
 use crate::{
-    AuthError, OutstandingToken, PasswordHasher, RotationClaim, Session, Store, Successor,
-    TokenMessage, User,
+    AuthError, OutstandingToken, PasswordHasher, Revocations, RotationClaim, Session, Store,
+    Successor, TokenMessage, User,
 };
 
 /// The claim naming a token's session (its refresh-token family), as
@@ -110,6 +111,7 @@ pub struct AuthService {
     hasher: PasswordHasher,
     settings: Arc<AuthSettings>,
     key_source: Option<Arc<dyn KeySource>>,
+    revocations: RevocationCache,
 }
 
 impl AuthService {
@@ -127,6 +129,7 @@ impl AuthService {
             hasher,
             settings: Arc::new(settings),
             key_source: None,
+            revocations: RevocationCache::default(),
         }
     }
 
@@ -248,6 +251,11 @@ impl AuthService {
     pub async fn blacklist(&self, raw: &str) -> Result<(), AuthError> {
         let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
         if self.blacklist_token(&refresh).await? {
+            // With sessions, blacklisting is logging out: the session ends,
+            // its access tokens included.
+            if let Some(sid) = refresh.get(SESSION_CLAIM).and_then(Value::as_str) {
+                self.end_session(sid).await?;
+            }
             Ok(())
         } else {
             Err(TokenError::Blacklisted.into())
@@ -300,6 +308,20 @@ impl AuthService {
             AuthHeader::Token(raw) => raw,
         };
         let token = self.validated_token(raw).await?;
+        if self.is_revoked(&token) {
+            // simplejwt's shape for a blacklisted token on an authenticated
+            // endpoint (its sliding tokens answer this way).
+            let token_type = match self.engine.settings().token_type_claim.as_deref() {
+                Some(claim) if token.get(claim).and_then(Value::as_str) == Some("sliding") => {
+                    TokenType::Sliding
+                }
+                _ => TokenType::Access,
+            };
+            return Err(AuthError::NoValidTokenType(vec![TokenMessage {
+                token_type,
+                error: TokenError::Blacklisted,
+            }]));
+        }
         let user = match token.user_id(self.engine.settings()) {
             UserIdClaim::Missing => return Err(AuthError::NoUserIdentification),
             // 5.5.1 answers 500 for an id the database cannot coerce.
@@ -317,6 +339,86 @@ impl AuthService {
             return Err(AuthError::PasswordChanged);
         }
         Ok(Some(Authenticated { user, token }))
+    }
+
+    /// `POST /api/token/logout/`: end the caller's session, its access
+    /// tokens included; a refresh token sent along is blacklisted too (the
+    /// only thing to end when sessions are off).
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(
+        &self,
+        auth: &Authenticated,
+        refresh: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let sid = auth.token.get(SESSION_CLAIM).and_then(Value::as_str);
+        if sid.is_none() && refresh.is_none() {
+            return Err(AuthError::NoSession);
+        }
+        if let Some(raw) = refresh {
+            let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
+            if token_user_id(&refresh, self.engine.settings()) != Some(auth.user.id) {
+                return Err(TokenError::Invalid.into());
+            }
+            self.blacklist_token(&refresh).await?;
+            if let Some(other) = refresh.get(SESSION_CLAIM).and_then(Value::as_str) {
+                self.end_session(other).await?;
+            }
+        }
+        if let Some(sid) = sid {
+            self.end_session(sid).await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /api/token/logout-all/`: every token the user holds stops
+    /// working (ASVS V7.4.1): a not-valid-before instant, every session
+    /// ended, every outstanding refresh token blacklisted.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout_all(&self, user: &User) -> Result<(), AuthError> {
+        let now = self.engine.now();
+        let ended = self.store.end_all_sessions(user.id, now).await?;
+        self.revocations.note(Revocations {
+            sessions: ended.into_iter().map(|id| (id, now)).collect(),
+            users_not_before: vec![(user.id, now)],
+        });
+        Ok(())
+    }
+
+    /// Reload what every node must refuse from the database; run every
+    /// second by the server.
+    pub async fn reload_revocations(&self) -> Result<(), AuthError> {
+        let settings = self.engine.settings();
+        // Older revocations can only concern expired access tokens.
+        let window = settings
+            .access_token_lifetime
+            .max(settings.sliding_token_lifetime)
+            .saturating_add(settings.leeway)
+            .saturating_add(1);
+        let since = self.engine.now().saturating_sub(window);
+        let revocations = self.store.revocations(since).await?;
+        self.revocations.merge(revocations, since);
+        Ok(())
+    }
+
+    /// End one session here and in the database.
+    async fn end_session(&self, sid: &str) -> Result<(), AuthError> {
+        let now = self.engine.now();
+        self.store.revoke_session(sid, now).await?;
+        self.revocations.note(Revocations {
+            sessions: vec![(sid.to_owned(), now)],
+            users_not_before: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Whether a validated token's session ended or its user logged out
+    /// everywhere after it was issued. Memory only.
+    fn is_revoked(&self, token: &Token) -> bool {
+        self.revocations.is_revoked(
+            token.get(SESSION_CLAIM).and_then(Value::as_str),
+            token_user_id(token, self.engine.settings()),
+            token.time_claim("iat").unwrap_or(i64::MIN),
+        )
     }
 
     /// `JWTAuthentication.get_validated_token`: try each accepted class in
@@ -508,7 +610,7 @@ impl AuthService {
                     session = %family,
                     "a rotated refresh token was reused; its session is ended"
                 );
-                self.store.revoke_session(&family, now).await?;
+                self.end_session(&family).await?;
                 Err(TokenError::Blacklisted.into())
             }
             RotationClaim::Ended => Err(TokenError::Blacklisted.into()),
@@ -553,10 +655,7 @@ impl AuthService {
         let jti = token.jti(settings).ok_or(TokenError::NoId)?;
         Ok(OutstandingToken {
             jti: jti.to_owned(),
-            user_id: match token.user_id(settings) {
-                UserIdClaim::Id(id) => Some(id),
-                _ => None,
-            },
+            user_id: token_user_id(token, settings),
             created_at: token.time_claim("iat"),
             expires_at: token.time_claim("exp").ok_or(TokenError::Invalid)?,
         })
@@ -601,6 +700,13 @@ fn reissue(
     token.set("exp", Value::from(successor.expires_at));
     token.set("iat", Value::from(successor.created_at));
     token
+}
+
+fn token_user_id(token: &Token, settings: &portcullis_token::TokenSettings) -> Option<i64> {
+    match token.user_id(settings) {
+        UserIdClaim::Id(id) => Some(id),
+        _ => None,
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> AuthError {

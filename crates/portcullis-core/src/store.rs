@@ -82,8 +82,9 @@ pub struct Session {
 /// What every node must refuse, as read from the database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
-    /// Ended sessions whose access tokens may still be unexpired.
-    pub sessions: Vec<String>,
+    /// Ended sessions whose access tokens may still be unexpired, and when
+    /// they ended.
+    pub sessions: Vec<(String, i64)>,
     /// Per user, the instant before which their tokens are refused.
     pub users_not_before: Vec<(i64, i64)>,
 }
@@ -186,6 +187,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// End a session: mark it revoked and blacklist every refresh token of
     /// its family. `false` if it had ended already or does not exist.
     async fn revoke_session(&self, id: &str, at: i64) -> Result<bool, StoreError>;
+    /// logout-all: refuse the user's tokens issued before `at`, end every
+    /// session and blacklist every outstanding token of theirs. Returns
+    /// the sessions that ended.
+    async fn end_all_sessions(&self, user_id: i64, at: i64) -> Result<Vec<String>, StoreError>;
     /// Sessions revoked at or after `since` and users whose not-before
     /// instant is at or after `since` (what may still hold live access tokens).
     async fn revocations(&self, since: i64) -> Result<Revocations, StoreError>;

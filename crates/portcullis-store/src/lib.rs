@@ -667,9 +667,44 @@ impl Store for SqlStore {
         .map_err(db_error)
     }
 
+    async fn end_all_sessions(&self, user_id: i64, at: i64) -> Result<Vec<String>, StoreError> {
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            // Never moves backwards: a later logout-all wins.
+            sqlx::query(
+                "UPDATE users SET sessions_not_before = $1 WHERE id = $2 \
+                 AND (sessions_not_before IS NULL OR sessions_not_before < $1)",
+            )
+            .bind(at)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            let ended = sqlx::query_scalar::<_, String>(
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+                 RETURNING id",
+            )
+            .bind(at)
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE outstanding_tokens SET blacklisted_at = $1 \
+                 WHERE user_id = $2 AND blacklisted_at IS NULL",
+            )
+            .bind(at)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(ended)
+        }
+        .await)
+        .map_err(db_error)
+    }
+
     async fn revocations(&self, since: i64) -> Result<Revocations, StoreError> {
-        let sessions = on_pool!(self, pool => sqlx::query_scalar::<_, String>(
-            "SELECT id FROM sessions WHERE revoked_at >= $1",
+        let sessions = on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1",
         )
         .bind(since)
         .fetch_all(pool)

@@ -1,6 +1,7 @@
 //! The endpoints, one module per area; each exports `router()`.
 
 pub(crate) mod health;
+pub(crate) mod sessions;
 pub(crate) mod token;
 pub(crate) mod users;
 pub(crate) mod well_known;

@@ -260,6 +260,20 @@ impl TestApp {
         .await
     }
 
+    /// POST a JSON body with `Authorization: Bearer`.
+    pub(crate) async fn post_bearer(&self, path: &str, bearer: &str, body: Value) -> Reply {
+        Reply::read(
+            self.client
+                .post(self.url(path))
+                .header("Authorization", format!("Bearer {bearer}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
     /// GET with an optional `Authorization: Bearer` token.
     pub(crate) async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
         let mut request = self.client.get(self.url(path));

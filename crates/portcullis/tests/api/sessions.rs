@@ -7,6 +7,16 @@ use crate::helpers::{Backend, TestApp, claims};
 
 const BLACKLISTED: &str = r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#;
 
+/// A revoked access token on an authenticated endpoint: simplejwt's shape
+/// for a blacklisted token there.
+const ACCESS_REVOKED: &str = r#"{"detail":"Given token not valid for any token type","code":"token_not_valid","messages":[{"token_class":"AccessToken","token_type":"access","message":"Token is blacklisted"}]}"#;
+
+/// `GET /api/users/me/` with this access token: (status, body).
+async fn me(app: &TestApp, access: &str) -> (u16, String) {
+    let reply = app.get("/api/users/me/", Some(access)).await;
+    (reply.status, reply.body)
+}
+
 /// With `REFRESH_REUSE_GRACE=0`, 50 concurrent refreshes of one token give
 /// exactly one success; the other 49 are reuse, which ends the session, so
 /// the one successor is dead too.
@@ -87,6 +97,7 @@ async fn reuse_after_grace_ends_session(backend: Backend) {
     assert_eq!(first.status, 200, "{}", first.body);
     let successor = first.json["refresh"].as_str().unwrap().to_owned();
     let access = first.json["access"].as_str().unwrap().to_owned();
+    assert_eq!(me(&app, &access).await.0, 200);
     // Within the window the same successor comes back; poll until the
     // window (1 s, counted in whole seconds) has passed.
     let reuse = loop {
@@ -104,7 +115,7 @@ async fn reuse_after_grace_ends_session(backend: Backend) {
         .post("/api/token/refresh/", json!({"refresh": successor}))
         .await;
     assert_eq!((next.status, next.body.as_str()), (401, BLACKLISTED));
-    let _ = access;
+    assert_eq!(me(&app, &access).await, (401, ACCESS_REVOKED.to_owned()));
     app.stop().await;
 }
 
@@ -119,7 +130,155 @@ async fn default_tokens_have_no_sid(backend: Backend) {
     app.stop().await;
 }
 
+/// `POST /api/token/logout/` ends the caller's session: its access token
+/// at once, its refresh token; another session of the user lives on.
+async fn logout_ends_one_session(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (refresh, access) = app.login("alice", "alice-pass").await;
+    let (other_refresh, other_access) = app.login("alice", "alice-pass").await;
+    let anonymous = app.post("/api/token/logout/", json!({})).await;
+    assert_eq!(
+        (anonymous.status, anonymous.body.as_str()),
+        (
+            401,
+            r#"{"detail":"Authentication credentials were not provided."}"#
+        )
+    );
+    let out = app
+        .post_bearer("/api/token/logout/", &access, json!({}))
+        .await;
+    assert_eq!((out.status, out.body.as_str()), (200, "{}"));
+    assert_eq!(me(&app, &access).await, (401, ACCESS_REVOKED.to_owned()));
+    let again = app
+        .post("/api/token/refresh/", json!({"refresh": refresh}))
+        .await;
+    assert_eq!((again.status, again.body.as_str()), (401, BLACKLISTED));
+    assert_eq!(me(&app, &other_access).await.0, 200);
+    let other = app
+        .post("/api/token/refresh/", json!({"refresh": other_refresh}))
+        .await;
+    assert_eq!(other.status, 200, "{}", other.body);
+    app.stop().await;
+}
+
+/// `POST /api/token/logout-all/` ends every session of the caller, and a
+/// login afterwards works.
+async fn logout_all_ends_every_session(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    app.user("bob", "bob-pass", true, false).await;
+    let (refresh, access) = app.login("alice", "alice-pass").await;
+    let (other_refresh, other_access) = app.login("alice", "alice-pass").await;
+    let (_, bob_access) = app.login("bob", "bob-pass").await;
+    let out = app
+        .post_bearer("/api/token/logout-all/", &access, json!({}))
+        .await;
+    assert_eq!((out.status, out.body.as_str()), (200, "{}"));
+    for access in [&access, &other_access] {
+        assert_eq!(me(&app, access).await, (401, ACCESS_REVOKED.to_owned()));
+    }
+    for refresh in [&refresh, &other_refresh] {
+        let reply = app
+            .post("/api/token/refresh/", json!({"refresh": refresh}))
+            .await;
+        assert_eq!((reply.status, reply.body.as_str()), (401, BLACKLISTED));
+    }
+    assert_eq!(me(&app, &bob_access).await.0, 200);
+    let (_, fresh) = app.login("alice", "alice-pass").await;
+    assert_eq!(me(&app, &fresh).await.0, 200);
+    app.stop().await;
+}
+
+/// With simplejwt's defaults tokens name no session: logout needs the
+/// refresh token to end (400 without it), and logout-all still refuses
+/// every access token issued before it.
+async fn logout_without_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend, "").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (refresh, access) = app.login("alice", "alice-pass").await;
+    let bare = app
+        .post_bearer("/api/token/logout/", &access, json!({}))
+        .await;
+    assert_eq!(
+        (bare.status, bare.body.as_str()),
+        (
+            400,
+            r#"{"detail":"This token belongs to no session: send the refresh token to end."}"#
+        )
+    );
+    let out = app
+        .post_bearer("/api/token/logout/", &access, json!({"refresh": refresh}))
+        .await;
+    assert_eq!((out.status, out.body.as_str()), (200, "{}"));
+    let again = app
+        .post("/api/token/refresh/", json!({"refresh": refresh}))
+        .await;
+    assert_eq!((again.status, again.body.as_str()), (401, BLACKLISTED));
+    // Not-valid-before is whole seconds, and a token of the same second
+    // lives on (it may be a login made just after): let that second pass.
+    let iat = claims(&access)["iat"].as_i64().unwrap();
+    while crate::helpers::now() <= iat {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let all = app
+        .post_bearer("/api/token/logout-all/", &access, json!({}))
+        .await;
+    assert_eq!((all.status, all.body.as_str()), (200, "{}"));
+    assert_eq!(me(&app, &access).await, (401, ACCESS_REVOKED.to_owned()));
+    app.stop().await;
+}
+
+/// A revocation another node wrote to the database (here: the store
+/// directly, bypassing this node's memory) is enforced within about a
+/// second by the reload task.
+async fn revocation_elsewhere_is_enforced(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (refresh, access) = app.login("alice", "alice-pass").await;
+    assert_eq!(me(&app, &access).await.0, 200);
+    let sid = claims(&refresh)["sid"].as_str().unwrap().to_owned();
+    let revoked_at = std::time::Instant::now();
+    app.auth
+        .store()
+        .revoke_session(&sid, crate::helpers::now())
+        .await
+        .unwrap();
+    loop {
+        let (status, body) = me(&app, &access).await;
+        if status == 401 {
+            assert_eq!(body, ACCESS_REVOKED);
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(2),
+            "still accepted after 2 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+/// With sessions, simplejwt's blacklist endpoint is a logout: the
+/// session's access token stops working too.
+async fn blacklist_ends_session(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (refresh, access) = app.login("alice", "alice-pass").await;
+    let out = app
+        .post("/api/token/blacklist/", json!({"refresh": refresh}))
+        .await;
+    assert_eq!((out.status, out.body.as_str()), (200, "{}"));
+    assert_eq!(me(&app, &access).await, (401, ACCESS_REVOKED.to_owned()));
+    app.stop().await;
+}
+
 crate::both_backends!(
+    logout_ends_one_session,
+    logout_all_ends_every_session,
+    logout_without_sessions,
+    blacklist_ends_session,
+    revocation_elsewhere_is_enforced,
     no_grace_one_winner,
     grace_gives_one_successor,
     reuse_after_grace_ends_session,
