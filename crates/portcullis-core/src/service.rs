@@ -384,6 +384,22 @@ impl AuthService {
         Ok(())
     }
 
+    /// `GET /api/sessions/`: the user's live sessions, newest first.
+    pub async fn sessions(&self, user: &User) -> Result<Vec<Session>, AuthError> {
+        Ok(self.store.live_sessions(user.id, self.engine.now()).await?)
+    }
+
+    /// `DELETE /api/sessions/{id}/`: end one of the user's live sessions.
+    /// `false` if the user has no such live session (a 404: another user's
+    /// session is not even said to exist).
+    pub async fn end_user_session(&self, user: &User, id: &str) -> Result<bool, AuthError> {
+        if !self.sessions(user).await?.iter().any(|s| s.id == id) {
+            return Ok(false);
+        }
+        self.end_session(id).await?;
+        Ok(true)
+    }
+
     /// Reload what every node must refuse from the database; run every
     /// second by the server.
     pub async fn reload_revocations(&self) -> Result<(), AuthError> {

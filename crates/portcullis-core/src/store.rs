@@ -187,6 +187,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// End a session: mark it revoked and blacklist every refresh token of
     /// its family. `false` if it had ended already or does not exist.
     async fn revoke_session(&self, id: &str, at: i64) -> Result<bool, StoreError>;
+    /// A user's live sessions (not ended, not expired at `now`), newest first.
+    async fn live_sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError>;
     /// logout-all: refuse the user's tokens issued before `at`, end every
     /// session and blacklist every outstanding token of theirs. Returns
     /// the sessions that ended.

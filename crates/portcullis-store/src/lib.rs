@@ -667,6 +667,32 @@ impl Store for SqlStore {
         .map_err(db_error)
     }
 
+    async fn live_sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
+        let rows =
+            on_pool!(self, pool => sqlx::query_as::<_, (String, Option<i64>, i64, i64, i64)>(
+            "SELECT id, user_id, created_at, last_used_at, expires_at FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(pool)
+        .await)
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, user_id, created_at, last_used_at, expires_at)| Session {
+                    id,
+                    user_id,
+                    created_at,
+                    last_used_at,
+                    expires_at,
+                },
+            )
+            .collect())
+    }
+
     async fn end_all_sessions(&self, user_id: i64, at: i64) -> Result<Vec<String>, StoreError> {
         on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;

@@ -274,6 +274,15 @@ impl TestApp {
         .await
     }
 
+    /// DELETE with `Authorization: Bearer`.
+    pub(crate) async fn delete_bearer(&self, path: &str, bearer: &str) -> Reply {
+        let request = self
+            .client
+            .delete(self.url(path))
+            .header("Authorization", format!("Bearer {bearer}"));
+        Reply::read(request.send().await.unwrap()).await
+    }
+
     /// GET with an optional `Authorization: Bearer` token.
     pub(crate) async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
         let mut request = self.client.get(self.url(path));

@@ -273,7 +273,63 @@ async fn blacklist_ends_session(backend: Backend) {
     app.stop().await;
 }
 
+/// `GET /api/sessions/` lists the caller's live sessions, newest first;
+/// `DELETE /api/sessions/{id}/` ends one of them (204), and another
+/// user's or an ended one is a 404.
+async fn list_and_end_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    app.user("bob", "bob-pass", true, false).await;
+    let (first_refresh, first_access) = app.login("alice", "alice-pass").await;
+    let (second_refresh, second_access) = app.login("alice", "alice-pass").await;
+    let (bob_refresh, bob_access) = app.login("bob", "bob-pass").await;
+    let first = claims(&first_refresh);
+    let second = claims(&second_refresh);
+    let listed = app.get("/api/sessions/", Some(&second_access)).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let mut expected = vec![
+        json!({"id": first["sid"], "created_at": first["iat"], "last_used_at": first["iat"],
+               "expires_at": first["exp"], "current": false}),
+        json!({"id": second["sid"], "created_at": second["iat"], "last_used_at": second["iat"],
+               "expires_at": second["exp"], "current": true}),
+    ];
+    // Newest first; two logins of one second are ordered by id.
+    if first["iat"] == second["iat"] {
+        expected.sort_by_key(|s| s["id"].as_str().unwrap().to_owned());
+    } else {
+        expected.reverse();
+    }
+    assert_eq!(listed.json, Value::Array(expected));
+    let bob_sid = claims(&bob_refresh)["sid"].as_str().unwrap().to_owned();
+    let foreign = app
+        .delete_bearer(&format!("/api/sessions/{bob_sid}/"), &first_access)
+        .await;
+    assert_eq!(
+        (foreign.status, foreign.body.as_str()),
+        (404, r#"{"detail":"Not found."}"#)
+    );
+    assert_eq!(me(&app, &bob_access).await.0, 200);
+    let first_sid = first["sid"].as_str().unwrap();
+    let ended = app
+        .delete_bearer(&format!("/api/sessions/{first_sid}/"), &second_access)
+        .await;
+    assert_eq!((ended.status, ended.body.as_str()), (204, ""));
+    assert_eq!(
+        me(&app, &first_access).await,
+        (401, ACCESS_REVOKED.to_owned())
+    );
+    let listed = app.get("/api/sessions/", Some(&second_access)).await;
+    assert_eq!(listed.json.as_array().map(Vec::len), Some(1));
+    assert_eq!(listed.json[0]["id"], second["sid"]);
+    let again = app
+        .delete_bearer(&format!("/api/sessions/{first_sid}/"), &second_access)
+        .await;
+    assert_eq!(again.status, 404);
+    app.stop().await;
+}
+
 crate::both_backends!(
+    list_and_end_sessions,
     logout_ends_one_session,
     logout_all_ends_every_session,
     logout_without_sessions,
