@@ -57,6 +57,10 @@ pub enum AuthError {
     /// off) and no refresh token to blacklist: 400.
     #[error("This token belongs to no session: send the refresh token to end.")]
     NoSession,
+    /// A password change with a wrong old password: 400
+    /// `{"old_password":["Wrong password."]}`.
+    #[error("Wrong password.")]
+    WrongPassword,
     /// The storage failed: 500, logged, never shown.
     #[error(transparent)]
     Store(#[from] StoreError),

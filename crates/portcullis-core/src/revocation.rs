@@ -35,14 +35,19 @@ pub(crate) struct RevocationCache {
 
 impl RevocationCache {
     /// Whether a token of this session, user and issue time is revoked.
+    /// A token of a session is judged by its session alone (every way to
+    /// end tokens ends their sessions too), so a password change can keep
+    /// the current session; one without is judged by its user's instant.
     pub(crate) fn is_revoked(&self, sid: Option<&str>, user: Option<i64>, iat: i64) -> bool {
         let Ok(snapshot) = self.inner.read() else {
             return false;
         };
-        sid.is_some_and(|sid| snapshot.sessions.contains_key(sid))
-            || user
+        match sid {
+            Some(sid) => snapshot.sessions.contains_key(sid),
+            None => user
                 .and_then(|user| snapshot.not_before.get(&user))
-                .is_some_and(|&not_before| iat < not_before)
+                .is_some_and(|&not_before| iat < not_before),
+        }
     }
 
     /// Merge what the database says and forget what is older than `since`.

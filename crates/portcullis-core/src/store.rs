@@ -190,9 +190,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A user's live sessions (not ended, not expired at `now`), newest first.
     async fn live_sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError>;
     /// logout-all: refuse the user's tokens issued before `at`, end every
-    /// session and blacklist every outstanding token of theirs. Returns
-    /// the sessions that ended.
-    async fn end_all_sessions(&self, user_id: i64, at: i64) -> Result<Vec<String>, StoreError>;
+    /// session but `except` and blacklist every outstanding token of
+    /// theirs outside it. Returns the sessions that ended.
+    async fn end_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        at: i64,
+    ) -> Result<Vec<String>, StoreError>;
     /// Sessions revoked at or after `since` and users whose not-before
     /// instant is at or after `since` (what may still hold live access tokens).
     async fn revocations(&self, since: i64) -> Result<Revocations, StoreError>;

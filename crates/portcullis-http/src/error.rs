@@ -97,6 +97,9 @@ fn auth_response(e: AuthError) -> Response {
         | AuthError::NotAuthenticated => detail(StatusCode::UNAUTHORIZED, message),
         AuthError::VerifyBlacklisted => ApiError::NonField(message).into_response(),
         AuthError::NoSession => detail(StatusCode::BAD_REQUEST, message),
+        AuthError::WrongPassword => {
+            ApiError::Fields(vec![("old_password", "Wrong password.")]).into_response()
+        }
         AuthError::BadAuthorizationHeader => coded(message, "bad_authorization_header"),
         AuthError::UserNotFound => coded(message, "user_not_found"),
         AuthError::UserInactive => coded(message, "user_inactive"),

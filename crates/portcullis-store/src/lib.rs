@@ -693,7 +693,14 @@ impl Store for SqlStore {
             .collect())
     }
 
-    async fn end_all_sessions(&self, user_id: i64, at: i64) -> Result<Vec<String>, StoreError> {
+    async fn end_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        at: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        // Session ids are never empty: '' stands for "no exception".
+        let except = except.unwrap_or("");
         on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             // Never moves backwards: a later logout-all wins.
@@ -707,18 +714,21 @@ impl Store for SqlStore {
             .await?;
             let ended = sqlx::query_scalar::<_, String>(
                 "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
-                 RETURNING id",
+                 AND id <> $3 RETURNING id",
             )
             .bind(at)
             .bind(user_id)
+            .bind(except)
             .fetch_all(&mut *tx)
             .await?;
             sqlx::query(
                 "UPDATE outstanding_tokens SET blacklisted_at = $1 \
-                 WHERE user_id = $2 AND blacklisted_at IS NULL",
+                 WHERE user_id = $2 AND blacklisted_at IS NULL \
+                 AND (family_id IS NULL OR family_id <> $3)",
             )
             .bind(at)
             .bind(user_id)
+            .bind(except)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -100,7 +100,7 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
             let user = existing(&store, &username).await?;
             // ASVS V7.4.2: a disabled account keeps no session, even if
             // it is enabled again.
-            store.end_all_sessions(user.id, SystemClock.now()).await?;
+            store.end_sessions(user.id, None, SystemClock.now()).await?;
             store.set_active(user.id, false).await?;
             println!("{username} is inactive.");
             Ok(())
@@ -108,7 +108,7 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         UserCommand::Delete { username } => {
             let user = existing(&store, &username).await?;
             // ASVS V7.4.2; the blacklisted tokens outlive the account.
-            store.end_all_sessions(user.id, SystemClock.now()).await?;
+            store.end_sessions(user.id, None, SystemClock.now()).await?;
             store.delete_user(user.id).await?;
             println!("{username} was deleted.");
             Ok(())

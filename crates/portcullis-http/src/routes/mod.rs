@@ -24,6 +24,19 @@ pub(crate) fn drf_headers(
     }
 }
 
+/// One view at `path` and at `path` without its trailing slash, with
+/// DRF's `Allow` for it.
+pub(crate) fn view_at(
+    path: &str,
+    view: axum::routing::MethodRouter<crate::AppState>,
+    allow: &'static str,
+) -> axum::Router<crate::AppState> {
+    axum::Router::new()
+        .route(path, view.clone())
+        .route(path.trim_end_matches('/'), view)
+        .layer(axum::middleware::map_response(drf_headers(allow)))
+}
+
 /// DRF's `http_method_not_allowed`.
 pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())

@@ -8,48 +8,38 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::middleware::map_response;
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{drf_headers, method_not_allowed};
+use super::{method_not_allowed, view_at};
 use crate::{ApiError, AppState, AuthUser, DrfData};
 use portcullis_core::SESSION_CLAIM;
 
 type JsonResult = Result<Json<Value>, ApiError>;
 
 pub(crate) fn router() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 2] = [
-        ("/api/token/logout/", post(logout)),
-        ("/api/token/logout-all/", post(logout_all)),
-    ];
-    routes
-        .into_iter()
-        .fold(Router::new(), |app, (path, view)| {
-            let view = view.fallback(method_not_allowed);
-            app.route(path, view.clone())
-                .route(path.trim_end_matches('/'), view)
-        })
-        .layer(map_response(drf_headers("POST, OPTIONS")))
-        .merge(
-            Router::new()
-                .route("/api/sessions/", get(list).fallback(method_not_allowed))
-                .route("/api/sessions", get(list).fallback(method_not_allowed))
-                .layer(map_response(drf_headers("GET, HEAD, OPTIONS"))),
-        )
-        .merge(
-            Router::new()
-                .route(
-                    "/api/sessions/{id}/",
-                    delete(end).fallback(method_not_allowed),
-                )
-                .route(
-                    "/api/sessions/{id}",
-                    delete(end).fallback(method_not_allowed),
-                )
-                .layer(map_response(drf_headers("DELETE, OPTIONS"))),
-        )
+    let post_view = |handler: MethodRouter<AppState>| handler.fallback(method_not_allowed);
+    view_at(
+        "/api/token/logout/",
+        post_view(post(logout)),
+        "POST, OPTIONS",
+    )
+    .merge(view_at(
+        "/api/token/logout-all/",
+        post_view(post(logout_all)),
+        "POST, OPTIONS",
+    ))
+    .merge(view_at(
+        "/api/sessions/",
+        get(list).fallback(method_not_allowed),
+        "GET, HEAD, OPTIONS",
+    ))
+    .merge(view_at(
+        "/api/sessions/{id}/",
+        delete(end).fallback(method_not_allowed),
+        "DELETE, OPTIONS",
+    ))
 }
 
 async fn logout(

@@ -328,7 +328,69 @@ async fn list_and_end_sessions(backend: Backend) {
     app.stop().await;
 }
 
+/// `POST /api/users/me/password/` checks the old password, sets the new
+/// one and ends every other session (ASVS V7.4.3); the caller's lives on.
+async fn password_change_ends_other_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (refresh, access) = app.login("alice", "alice-pass").await;
+    let (other_refresh, other_access) = app.login("alice", "alice-pass").await;
+    let wrong = app
+        .post_bearer(
+            "/api/users/me/password/",
+            &access,
+            json!({"old_password": "nope", "new_password": "new-pass"}),
+        )
+        .await;
+    assert_eq!(
+        (wrong.status, wrong.body.as_str()),
+        (400, r#"{"old_password":["Wrong password."]}"#)
+    );
+    let missing = app
+        .post_bearer("/api/users/me/password/", &access, json!({}))
+        .await;
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (
+            400,
+            r#"{"old_password":["This field is required."],"new_password":["This field is required."]}"#
+        )
+    );
+    assert_eq!(me(&app, &other_access).await.0, 200);
+    let changed = app
+        .post_bearer(
+            "/api/users/me/password/",
+            &access,
+            json!({"old_password": "alice-pass", "new_password": "new-pass"}),
+        )
+        .await;
+    assert_eq!((changed.status, changed.body.as_str()), (200, "{}"));
+    assert_eq!(me(&app, &access).await.0, 200);
+    assert_eq!(
+        me(&app, &other_access).await,
+        (401, ACCESS_REVOKED.to_owned())
+    );
+    let other = app
+        .post("/api/token/refresh/", json!({"refresh": other_refresh}))
+        .await;
+    assert_eq!((other.status, other.body.as_str()), (401, BLACKLISTED));
+    let own = app
+        .post("/api/token/refresh/", json!({"refresh": refresh}))
+        .await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    let old = app
+        .post(
+            "/api/token/",
+            json!({"username": "alice", "password": "alice-pass"}),
+        )
+        .await;
+    assert_eq!(old.status, 401);
+    app.login("alice", "new-pass").await;
+    app.stop().await;
+}
+
 crate::both_backends!(
+    password_change_ends_other_sessions,
     list_and_end_sessions,
     logout_ends_one_session,
     logout_all_ends_every_session,
