@@ -45,6 +45,14 @@ pub enum AuthError {
     /// `CHECK_REVOKE_TOKEN` and the password changed since issue.
     #[error("The user's password has been changed.")]
     PasswordChanged,
+    /// Logout with a token that names no session (`REFRESH_REUSE_DETECTION`
+    /// off) and no refresh token to blacklist: 400.
+    #[error("This token belongs to no session: send the refresh token to end.")]
+    NoSession,
+    /// A password change with a wrong old password: 400
+    /// `{"old_password":["Wrong password."]}`.
+    #[error("Wrong password.")]
+    WrongPassword,
     /// The storage failed: 500, logged, never shown.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -7,12 +7,18 @@
 
 mod error;
 mod password;
+mod revocation;
 mod service;
 mod store;
 mod user;
 
 pub use error::{AuthError, TokenMessage};
 pub use password::{HashParams, PasswordHasher, Verified};
-pub use service::{AuthService, AuthSettings, Authenticated, Credentials, KeySource, TokenPair};
-pub use store::{ImportedUser, OutstandingToken, Store, StoreError, Upserted};
+pub use service::{
+    AuthService, AuthSettings, Authenticated, Credentials, KeySource, SESSION_CLAIM, TokenPair,
+};
+pub use store::{
+    ImportedUser, OutstandingToken, Revocations, RotationClaim, Session, Store, StoreError,
+    Successor, Upserted,
+};
 pub use user::{NewUser, User, Username};

@@ -11,7 +11,15 @@ use portcullis_token::{
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::{AuthError, OutstandingToken, PasswordHasher, Store, User};
+use crate::revocation::RevocationCache;
+use crate::{
+    AuthError, OutstandingToken, PasswordHasher, Revocations, RotationClaim, Session, Store,
+    Successor, TokenMessage, User,
+};
+
+/// The claim naming a token's session (its refresh-token family), as
+/// `OpenID` Connect names a session; written only with sessions on.
+pub const SESSION_CLAIM: &str = "sid";
 
 /// The simplejwt settings that shape the flows (the token shape itself is
 /// in [`portcullis_token::TokenSettings`]).
@@ -33,6 +41,13 @@ pub struct AuthSettings {
     pub auth_token_classes: Vec<TokenType>,
     /// `AUTH_HEADER_TYPES`; the first names the `WWW-Authenticate` scheme.
     pub auth_header_types: Vec<String>,
+    /// `REFRESH_REUSE_DETECTION`: logins start sessions (refresh-token
+    /// families, named by the `sid` claim) and, with rotation, a rotated
+    /// refresh token presented after the grace window ends its session.
+    pub refresh_reuse_detection: bool,
+    /// `REFRESH_REUSE_GRACE`, seconds: how long a rotated refresh token is
+    /// answered with its one successor again; 0: never.
+    pub refresh_reuse_grace: i64,
 }
 
 impl Default for AuthSettings {
@@ -46,6 +61,8 @@ impl Default for AuthSettings {
             revoke_token_claim: "hash_password".to_owned(),
             auth_token_classes: vec![TokenType::Access],
             auth_header_types: vec!["Bearer".to_owned()],
+            refresh_reuse_detection: false,
+            refresh_reuse_grace: 10,
         }
     }
 }
@@ -94,6 +111,7 @@ pub struct AuthService {
     hasher: PasswordHasher,
     settings: Arc<AuthSettings>,
     key_source: Option<Arc<dyn KeySource>>,
+    revocations: RevocationCache,
 }
 
 impl AuthService {
@@ -111,6 +129,7 @@ impl AuthService {
             hasher,
             settings: Arc::new(settings),
             key_source: None,
+            revocations: RevocationCache::default(),
         }
     }
 
@@ -150,7 +169,11 @@ impl AuthService {
     #[tracing::instrument(skip_all)]
     pub async fn obtain_pair(&self, credentials: Credentials) -> Result<TokenPair, AuthError> {
         let user = self.login(credentials).await?;
-        let refresh = self.issue(TokenType::Refresh, &user).await?;
+        let refresh = if self.settings.refresh_reuse_detection {
+            self.start_session(&user).await?
+        } else {
+            self.issue(TokenType::Refresh, &user).await?
+        };
         let access = self
             .engine
             .access_from_refresh(&refresh)
@@ -194,6 +217,10 @@ impl AuthService {
         if !self.settings.rotate_refresh_tokens {
             return Ok((access, None));
         }
+        if self.settings.refresh_reuse_detection {
+            let rotated = self.rotate_in_family(&refresh).await?;
+            return Ok((access, Some(self.encode(&rotated)?)));
+        }
         if self.settings.blacklist_after_rotation && !self.blacklist_token(&refresh).await? {
             return Err(TokenError::Blacklisted.into());
         }
@@ -224,6 +251,11 @@ impl AuthService {
     pub async fn blacklist(&self, raw: &str) -> Result<(), AuthError> {
         let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
         if self.blacklist_token(&refresh).await? {
+            // With sessions, blacklisting is logging out: the session ends,
+            // its access tokens included.
+            if let Some(sid) = refresh.get(SESSION_CLAIM).and_then(Value::as_str) {
+                self.end_session(sid).await?;
+            }
             Ok(())
         } else {
             Err(TokenError::Blacklisted.into())
@@ -276,6 +308,20 @@ impl AuthService {
             AuthHeader::Token(raw) => raw,
         };
         let token = self.validated_token(raw).await?;
+        if self.is_revoked(&token) {
+            // simplejwt's shape for a blacklisted token on an authenticated
+            // endpoint (its sliding tokens answer this way).
+            let token_type = match self.engine.settings().token_type_claim.as_deref() {
+                Some(claim) if token.get(claim).and_then(Value::as_str) == Some("sliding") => {
+                    TokenType::Sliding
+                }
+                _ => TokenType::Access,
+            };
+            return Err(AuthError::NoValidTokenType(vec![TokenMessage {
+                token_type,
+                error: TokenError::Blacklisted,
+            }]));
+        }
         let user = match token.user_id(self.engine.settings()) {
             UserIdClaim::Missing => return Err(AuthError::NoUserIdentification),
             // 5.5.1 answers 500 for an id the database cannot coerce.
@@ -293,6 +339,132 @@ impl AuthService {
             return Err(AuthError::PasswordChanged);
         }
         Ok(Some(Authenticated { user, token }))
+    }
+
+    /// `POST /api/token/logout/`: end the caller's session, its access
+    /// tokens included; a refresh token sent along is blacklisted too (the
+    /// only thing to end when sessions are off).
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(
+        &self,
+        auth: &Authenticated,
+        refresh: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let sid = auth.token.get(SESSION_CLAIM).and_then(Value::as_str);
+        if sid.is_none() && refresh.is_none() {
+            return Err(AuthError::NoSession);
+        }
+        if let Some(raw) = refresh {
+            let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
+            if token_user_id(&refresh, self.engine.settings()) != Some(auth.user.id) {
+                return Err(TokenError::Invalid.into());
+            }
+            self.blacklist_token(&refresh).await?;
+            if let Some(other) = refresh.get(SESSION_CLAIM).and_then(Value::as_str) {
+                self.end_session(other).await?;
+            }
+        }
+        if let Some(sid) = sid {
+            self.end_session(sid).await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /api/token/logout-all/`: every token the user holds stops
+    /// working (ASVS V7.4.1): a not-valid-before instant, every session
+    /// ended, every outstanding refresh token blacklisted.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout_all(&self, user: &User) -> Result<(), AuthError> {
+        self.end_sessions(user, None).await
+    }
+
+    /// `POST /api/users/me/password/`: check the old password, set the new
+    /// one, and end every other session (ASVS V7.4.3); the caller's own
+    /// session lives on. Without sessions every token issued before is
+    /// refused, the caller's included.
+    #[tracing::instrument(skip_all, fields(user_id = auth.user.id))]
+    pub async fn change_password(
+        &self,
+        auth: &Authenticated,
+        old: SecretString,
+        new: SecretString,
+    ) -> Result<(), AuthError> {
+        let verified = self
+            .hasher
+            .verify(old, Some(auth.user.password.clone()))
+            .await
+            .map_err(AuthError::Internal)?;
+        if !verified.matched {
+            return Err(AuthError::WrongPassword);
+        }
+        let hash = self.hasher.hash(new).await.map_err(AuthError::Internal)?;
+        self.store.set_password(auth.user.id, &hash).await?;
+        let current = auth.token.get(SESSION_CLAIM).and_then(Value::as_str);
+        self.end_sessions(&auth.user, current).await
+    }
+
+    /// End every session of the user but `except`, here and in the database.
+    async fn end_sessions(&self, user: &User, except: Option<&str>) -> Result<(), AuthError> {
+        let now = self.engine.now();
+        let ended = self.store.end_sessions(user.id, except, now).await?;
+        self.revocations.note(Revocations {
+            sessions: ended.into_iter().map(|id| (id, now)).collect(),
+            users_not_before: vec![(user.id, now)],
+        });
+        Ok(())
+    }
+
+    /// `GET /api/sessions/`: the user's live sessions, newest first.
+    pub async fn sessions(&self, user: &User) -> Result<Vec<Session>, AuthError> {
+        Ok(self.store.live_sessions(user.id, self.engine.now()).await?)
+    }
+
+    /// `DELETE /api/sessions/{id}/`: end one of the user's live sessions.
+    /// `false` if the user has no such live session (a 404: another user's
+    /// session is not even said to exist).
+    pub async fn end_user_session(&self, user: &User, id: &str) -> Result<bool, AuthError> {
+        if !self.sessions(user).await?.iter().any(|s| s.id == id) {
+            return Ok(false);
+        }
+        self.end_session(id).await?;
+        Ok(true)
+    }
+
+    /// Reload what every node must refuse from the database; run every
+    /// second by the server.
+    pub async fn reload_revocations(&self) -> Result<(), AuthError> {
+        let settings = self.engine.settings();
+        // Older revocations can only concern expired access tokens.
+        let window = settings
+            .access_token_lifetime
+            .max(settings.sliding_token_lifetime)
+            .saturating_add(settings.leeway)
+            .saturating_add(1);
+        let since = self.engine.now().saturating_sub(window);
+        let revocations = self.store.revocations(since).await?;
+        self.revocations.merge(revocations, since);
+        Ok(())
+    }
+
+    /// End one session here and in the database.
+    async fn end_session(&self, sid: &str) -> Result<(), AuthError> {
+        let now = self.engine.now();
+        self.store.revoke_session(sid, now).await?;
+        self.revocations.note(Revocations {
+            sessions: vec![(sid.to_owned(), now)],
+            users_not_before: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Whether a validated token's session ended or its user logged out
+    /// everywhere after it was issued. Memory only.
+    fn is_revoked(&self, token: &Token) -> bool {
+        self.revocations.is_revoked(
+            token.get(SESSION_CLAIM).and_then(Value::as_str),
+            token_user_id(token, self.engine.settings()),
+            token.time_claim("iat").unwrap_or(i64::MIN),
+        )
     }
 
     /// `JWTAuthentication.get_validated_token`: try each accepted class in
@@ -430,6 +602,69 @@ impl AuthService {
         Ok(())
     }
 
+    /// A login's refresh token, starting a session named by its own `jti`.
+    async fn start_session(&self, user: &User) -> Result<Token, AuthError> {
+        let mut refresh = self.unrecorded(TokenType::Refresh, user)?;
+        let jti = refresh
+            .jti(self.engine.settings())
+            .ok_or(TokenError::NoId)?
+            .to_owned();
+        refresh.set(SESSION_CLAIM, Value::String(jti.clone()));
+        let record = self.record(&refresh)?;
+        let session = Session {
+            id: jti,
+            user_id: record.user_id,
+            created_at: record.created_at.unwrap_or_else(|| self.engine.now()),
+            last_used_at: record.created_at.unwrap_or_else(|| self.engine.now()),
+            expires_at: record.expires_at,
+        };
+        self.store.start_session(&session, &record).await?;
+        Ok(refresh)
+    }
+
+    /// Rotation with reuse detection (RFC 9700 §4.14.2, RFC 6819
+    /// §5.2.2.3). The store's atomic step picks one winner; a repeat
+    /// within `REFRESH_REUSE_GRACE` gets the winner's successor again
+    /// (two tabs refreshing at once stay logged in, as with Supabase Auth), so
+    /// there is never more than one live successor; a repeat after it is
+    /// reuse, and ends the session: its refresh tokens are blacklisted and
+    /// its access tokens refused.
+    async fn rotate_in_family(&self, refresh: &Token) -> Result<Token, AuthError> {
+        let settings = self.engine.settings();
+        let presented = self.record(refresh)?;
+        // A token issued before sessions were on starts its family now.
+        let family = match refresh.get(SESSION_CLAIM).and_then(Value::as_str) {
+            Some(sid) => sid.to_owned(),
+            None => presented.jti.clone(),
+        };
+        let mut rotated = self.engine.rotate(refresh).map_err(internal)?;
+        rotated.set(SESSION_CLAIM, Value::String(family.clone()));
+        let successor = self.record(&rotated)?;
+        let now = self.engine.now();
+        match self
+            .store
+            .rotate_in_family(&presented, &family, &successor, now)
+            .await?
+        {
+            RotationClaim::Won => Ok(rotated),
+            RotationClaim::AlreadyRotated {
+                rotated_at,
+                successor,
+            } if now < rotated_at.saturating_add(self.settings.refresh_reuse_grace) => {
+                Ok(reissue(&rotated, settings, &successor))
+            }
+            RotationClaim::AlreadyRotated { .. } => {
+                tracing::warn!(
+                    session = %family,
+                    "a rotated refresh token was reused; its session is ended"
+                );
+                self.end_session(&family).await?;
+                Err(TokenError::Blacklisted.into())
+            }
+            RotationClaim::Ended => Err(TokenError::Blacklisted.into()),
+        }
+    }
+
     /// `Token.for_user` plus the `OutstandingToken` row.
     async fn issue(&self, token_type: TokenType, user: &User) -> Result<Token, AuthError> {
         let token = self.unrecorded(token_type, user)?;
@@ -468,10 +703,7 @@ impl AuthService {
         let jti = token.jti(settings).ok_or(TokenError::NoId)?;
         Ok(OutstandingToken {
             jti: jti.to_owned(),
-            user_id: match token.user_id(settings) {
-                UserIdClaim::Id(id) => Some(id),
-                _ => None,
-            },
+            user_id: token_user_id(token, settings),
             created_at: token.time_claim("iat"),
             expires_at: token.time_claim("exp").ok_or(TokenError::Invalid)?,
         })
@@ -499,6 +731,30 @@ fn revoke_claim(user: &User) -> String {
             let _ = write!(out, "{b:02X}");
             out
         })
+}
+
+/// The successor the winning rotation recorded, rebuilt from the claims
+/// every rotation of one token shares plus the recorded `jti`, `iat` and
+/// `exp`. HMAC and Ed25519 signatures are deterministic, so it is the very
+/// same string; an ECDSA one differs in its signature only, and names the
+/// same token (same `jti`). No raw token is ever stored.
+fn reissue(
+    rotated: &Token,
+    settings: &portcullis_token::TokenSettings,
+    successor: &Successor,
+) -> Token {
+    let mut token = rotated.clone();
+    token.set(&settings.jti_claim, Value::String(successor.jti.clone()));
+    token.set("exp", Value::from(successor.expires_at));
+    token.set("iat", Value::from(successor.created_at));
+    token
+}
+
+fn token_user_id(token: &Token, settings: &portcullis_token::TokenSettings) -> Option<i64> {
+    match token.user_id(settings) {
+        UserIdClaim::Id(id) => Some(id),
+        _ => None,
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> AuthError {

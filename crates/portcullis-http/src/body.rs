@@ -147,6 +147,16 @@ impl DrfData {
             Err(ApiError::Fields(errors))
         }
     }
+
+    /// An optional `CharField` (`required=False`): `None` when absent.
+    pub fn optional_string(&self, name: &'static str) -> Result<Option<String>, ApiError> {
+        match self.fields.get(name) {
+            None => Ok(None),
+            value => char_field(value)
+                .map(Some)
+                .map_err(|message| ApiError::Fields(vec![(name, message)])),
+        }
+    }
 }
 
 /// DRF `CharField.run_validation` for one value.

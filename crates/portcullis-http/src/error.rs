@@ -98,6 +98,10 @@ fn auth_response(e: &AuthError) -> Response {
     match e {
         AuthError::Token(_) => coded(message, "token_not_valid"),
         AuthError::VerifyBlacklisted => ApiError::NonField(message).into_response(),
+        AuthError::NoSession => detail(StatusCode::BAD_REQUEST, message),
+        AuthError::WrongPassword => {
+            ApiError::Fields(vec![("old_password", "Wrong password.")]).into_response()
+        }
         AuthError::Store(_) | AuthError::Internal(_) => {
             tracing::error!(error = %e, "request failed");
             detail(

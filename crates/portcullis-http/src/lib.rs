@@ -27,6 +27,7 @@ pub use state::{AppState, HttpSettings};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::token::router())
+        .merge(routes::sessions::router())
         .merge(routes::users::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())

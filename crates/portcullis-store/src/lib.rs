@@ -10,7 +10,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use portcullis_core::{ImportedUser, NewUser, OutstandingToken, Store, StoreError, Upserted, User};
+use portcullis_core::{
+    ImportedUser, NewUser, OutstandingToken, Revocations, RotationClaim, Session, Store,
+    StoreError, Successor, Upserted, User,
+};
 use portcullis_token::StoredKey;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -106,6 +109,43 @@ impl From<KeyRow> for StoredKey {
             created_at: r.created_at,
             activates_at: r.activates_at,
             retires_at: r.retires_at,
+        }
+    }
+}
+
+/// Record a refresh token in a family (the user only if it exists, as a
+/// foreign key must).
+const RECORD_IN_FAMILY: &str = "INSERT INTO outstanding_tokens (user_id, jti, created_at, expires_at, family_id) \
+     VALUES ((SELECT id FROM users WHERE id = $1), $2, $3, $4, $5) ON CONFLICT (jti) DO NOTHING";
+
+/// What a rotation that lost finds on the presented token's row.
+#[derive(sqlx::FromRow)]
+struct RotatedRow {
+    blacklisted_at: Option<i64>,
+    rotated_at: Option<i64>,
+    successor_jti: Option<String>,
+    successor_created_at: Option<i64>,
+    successor_expires_at: Option<i64>,
+}
+
+impl From<RotatedRow> for RotationClaim {
+    fn from(r: RotatedRow) -> Self {
+        match r {
+            RotatedRow {
+                blacklisted_at: None,
+                rotated_at: Some(rotated_at),
+                successor_jti: Some(jti),
+                successor_created_at: Some(created_at),
+                successor_expires_at: Some(expires_at),
+            } => Self::AlreadyRotated {
+                rotated_at,
+                successor: Successor {
+                    jti,
+                    created_at,
+                    expires_at,
+                },
+            },
+            _ => Self::Ended,
         }
     }
 }
@@ -464,11 +504,259 @@ impl Store for SqlStore {
     }
 
     async fn flush_expired(&self, now: i64) -> Result<u64, StoreError> {
+        // A session outlives none of its refresh tokens: its expires_at is
+        // the exp of the newest one.
+        execute!(self, "DELETE FROM sessions WHERE expires_at <= $1", now)?;
         execute!(
             self,
             "DELETE FROM outstanding_tokens WHERE expires_at <= $1",
             now
         )
+    }
+
+    async fn start_session(
+        &self,
+        session: &Session,
+        first: &OutstandingToken,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at) \
+                 VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4, $5)",
+            )
+            .bind(&session.id)
+            .bind(session.user_id)
+            .bind(session.created_at)
+            .bind(session.last_used_at)
+            .bind(session.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(RECORD_IN_FAMILY)
+                .bind(first.user_id)
+                .bind(&first.jti)
+                .bind(first.created_at)
+                .bind(first.expires_at)
+                .bind(&session.id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await)
+        .map_err(db_error)
+    }
+
+    async fn rotate_in_family(
+        &self,
+        presented: &OutstandingToken,
+        family: &str,
+        successor: &OutstandingToken,
+        now: i64,
+    ) -> Result<RotationClaim, StoreError> {
+        // Lock order: the session row first, then token rows, as
+        // revoke_session does, so a rotation and a revocation of one
+        // family serialise (PostgreSQL) and never deadlock. SQLite runs
+        // one writer at a time; each statement here writes, so the first
+        // takes the lock.
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            // A token issued before sessions existed starts its family here.
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at) \
+                 VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $3, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(family)
+            .bind(presented.user_id)
+            .bind(now)
+            .bind(presented.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            let live = sqlx::query(
+                "UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(family)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if live == 0 {
+                tx.rollback().await?;
+                return Ok(RotationClaim::Ended);
+            }
+            sqlx::query(RECORD_IN_FAMILY)
+                .bind(presented.user_id)
+                .bind(&presented.jti)
+                .bind(presented.created_at)
+                .bind(presented.expires_at)
+                .bind(family)
+                .execute(&mut *tx)
+                .await?;
+            // The gate: only the caller that sets rotated_at wins.
+            let won = sqlx::query(
+                "UPDATE outstanding_tokens SET rotated_at = $1, successor_jti = $2, \
+                 successor_created_at = $3, successor_expires_at = $4, \
+                 family_id = COALESCE(family_id, $5) \
+                 WHERE jti = $6 AND rotated_at IS NULL AND blacklisted_at IS NULL",
+            )
+            .bind(now)
+            .bind(&successor.jti)
+            .bind(successor.created_at)
+            .bind(successor.expires_at)
+            .bind(family)
+            .bind(&presented.jti)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            let claim = if won {
+                sqlx::query(RECORD_IN_FAMILY)
+                    .bind(successor.user_id)
+                    .bind(&successor.jti)
+                    .bind(successor.created_at)
+                    .bind(successor.expires_at)
+                    .bind(family)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at < $1")
+                    .bind(successor.expires_at)
+                    .bind(family)
+                    .execute(&mut *tx)
+                    .await?;
+                RotationClaim::Won
+            } else {
+                sqlx::query_as::<_, RotatedRow>(
+                    "SELECT blacklisted_at, rotated_at, successor_jti, successor_created_at, \
+                     successor_expires_at FROM outstanding_tokens WHERE jti = $1",
+                )
+                .bind(&presented.jti)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map_or(RotationClaim::Ended, RotationClaim::from)
+            };
+            tx.commit().await?;
+            Ok(claim)
+        }
+        .await)
+        .map_err(db_error)
+    }
+
+    async fn revoke_session(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let ended = sqlx::query(
+                "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            sqlx::query(
+                "UPDATE outstanding_tokens SET blacklisted_at = $1 \
+                 WHERE family_id = $2 AND blacklisted_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(ended)
+        }
+        .await)
+        .map_err(db_error)
+    }
+
+    async fn live_sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
+        let rows =
+            on_pool!(self, pool => sqlx::query_as::<_, (String, Option<i64>, i64, i64, i64)>(
+            "SELECT id, user_id, created_at, last_used_at, expires_at FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(pool)
+        .await)
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, user_id, created_at, last_used_at, expires_at)| Session {
+                    id,
+                    user_id,
+                    created_at,
+                    last_used_at,
+                    expires_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn end_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        at: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        // Session ids are never empty: '' stands for "no exception".
+        let except = except.unwrap_or("");
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            // Never moves backwards: a later logout-all wins.
+            sqlx::query(
+                "UPDATE users SET sessions_not_before = $1 WHERE id = $2 \
+                 AND (sessions_not_before IS NULL OR sessions_not_before < $1)",
+            )
+            .bind(at)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            let ended = sqlx::query_scalar::<_, String>(
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+                 AND id <> $3 RETURNING id",
+            )
+            .bind(at)
+            .bind(user_id)
+            .bind(except)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE outstanding_tokens SET blacklisted_at = $1 \
+                 WHERE user_id = $2 AND blacklisted_at IS NULL \
+                 AND (family_id IS NULL OR family_id <> $3)",
+            )
+            .bind(at)
+            .bind(user_id)
+            .bind(except)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(ended)
+        }
+        .await)
+        .map_err(db_error)
+    }
+
+    async fn revocations(&self, since: i64) -> Result<Revocations, StoreError> {
+        let sessions = on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await)
+        .map_err(db_error)?;
+        let users_not_before = on_pool!(self, pool => sqlx::query_as::<_, (i64, i64)>(
+            "SELECT id, sessions_not_before FROM users WHERE sessions_not_before >= $1",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await)
+        .map_err(db_error)?;
+        Ok(Revocations {
+            sessions,
+            users_not_before,
+        })
     }
 
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -98,12 +98,17 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         }
         UserCommand::Deactivate { username } => {
             let user = existing(&store, &username).await?;
+            // ASVS V7.4.2: a disabled account keeps no session, even if
+            // it is enabled again.
+            store.end_sessions(user.id, None, SystemClock.now()).await?;
             store.set_active(user.id, false).await?;
             println!("{username} is inactive.");
             Ok(())
         }
         UserCommand::Delete { username } => {
             let user = existing(&store, &username).await?;
+            // ASVS V7.4.2; the blacklisted tokens outlive the account.
+            store.end_sessions(user.id, None, SystemClock.now()).await?;
             store.delete_user(user.id).await?;
             println!("{username} was deleted.");
             Ok(())

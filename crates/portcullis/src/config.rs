@@ -124,6 +124,12 @@ pub struct Config {
     pub blacklist_after_rotation: bool,
     /// `UPDATE_LAST_LOGIN`.
     pub update_last_login: bool,
+    /// `REFRESH_REUSE_DETECTION`: sessions and reuse detection; unset:
+    /// on exactly when `ROTATE_REFRESH_TOKENS` is.
+    pub refresh_reuse_detection: Option<bool>,
+    /// `REFRESH_REUSE_GRACE`: how long a rotated refresh token is answered
+    /// with its successor again; 0 turns the window off.
+    pub refresh_reuse_grace: Seconds,
     /// `AUDIENCE`: one value or a list.
     pub audience: Option<List>,
     /// `ISSUER`.
@@ -201,6 +207,8 @@ impl Default for Config {
             rotate_refresh_tokens: auth.rotate_refresh_tokens,
             blacklist_after_rotation: auth.blacklist_after_rotation,
             update_last_login: auth.update_last_login,
+            refresh_reuse_detection: None,
+            refresh_reuse_grace: Seconds(auth.refresh_reuse_grace),
             audience: None,
             issuer: None,
             leeway: Seconds(0),
@@ -384,6 +392,8 @@ impl Loaded {
             revoke_token_claim: c.revoke_token_claim.clone(),
             auth_token_classes: classes,
             auth_header_types: c.auth_header_types.0.clone(),
+            refresh_reuse_detection: c.refresh_reuse_detection.unwrap_or(c.rotate_refresh_tokens),
+            refresh_reuse_grace: c.refresh_reuse_grace.0,
         })
     }
 

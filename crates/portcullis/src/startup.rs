@@ -100,14 +100,30 @@ impl Application {
             self.store.clone(),
             self.rotation,
         ));
+        let revocations = tokio::spawn(revocation_task(self.auth.clone()));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         reloader.abort();
+        revocations.abort();
         served.context("the server failed")?;
         self.store.close().await;
         tracing::info!("portcullis stopped");
         Ok(())
+    }
+}
+
+/// Every second, reload the sessions and users other nodes revoked, so
+/// their access tokens are refused here within about a second (issue 4).
+/// A failed reload keeps what is known and is retried.
+async fn revocation_task(auth: AuthService) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = auth.reload_revocations().await {
+            tracing::warn!(error = %e, "cannot reload revocations");
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The endpoints, one module per area; each exports `router()`.
 
 pub(crate) mod health;
+pub(crate) mod sessions;
 pub(crate) mod token;
 pub(crate) mod users;
 pub(crate) mod well_known;
@@ -21,6 +22,19 @@ pub(crate) fn drf_headers(
         headers.insert(header::VARY, HeaderValue::from_static("Accept"));
         std::future::ready(response)
     }
+}
+
+/// One view at `path` and at `path` without its trailing slash, with
+/// DRF's `Allow` for it.
+pub(crate) fn view_at(
+    path: &str,
+    view: axum::routing::MethodRouter<crate::AppState>,
+    allow: &'static str,
+) -> axum::Router<crate::AppState> {
+    axum::Router::new()
+        .route(path, view.clone())
+        .route(path.trim_end_matches('/'), view)
+        .layer(axum::middleware::map_response(drf_headers(allow)))
 }
 
 /// DRF's `http_method_not_allowed`.

@@ -1,15 +1,18 @@
 //! `GET /api/users/me/`: the DRF view a simplejwt project writes to show
 //! the logged-in user (`permission_classes = [IsAuthenticated]`).
 //! Authentication comes first, so an anonymous `POST` is a 401, not a 405.
+//! `POST /api/users/me/password/` changes the password and ends every
+//! other session (ASVS V7.4.3).
 
+use axum::extract::State;
 use axum::http::Method;
 use axum::middleware::map_response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{drf_headers, metadata};
-use crate::{ApiError, AppState, AuthUser};
+use super::{drf_headers, metadata, view_at};
+use crate::{ApiError, AppState, AuthUser, DrfData};
 
 pub(crate) fn router() -> Router<AppState> {
     let view = get(me).options(options).fallback(not_allowed);
@@ -17,6 +20,25 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/users/me/", view.clone())
         .route("/api/users/me", view)
         .layer(map_response(drf_headers("GET, HEAD, OPTIONS")))
+        .merge(view_at(
+            "/api/users/me/password/",
+            post(change_password).fallback(not_allowed),
+            "POST, OPTIONS",
+        ))
+}
+
+/// `{"old_password","new_password"}` → `{}`; every other session ends.
+async fn change_password(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    data: DrfData,
+) -> Result<Json<Value>, ApiError> {
+    let [old, new] = data.strings(["old_password", "new_password"])?;
+    state
+        .auth()
+        .change_password(&auth, old.into(), new.into())
+        .await?;
+    Ok(Json(json!({})))
 }
 
 async fn me(AuthUser(auth): AuthUser) -> Json<Value> {

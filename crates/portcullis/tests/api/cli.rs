@@ -259,7 +259,55 @@ async fn migrate_and_flush(backend: Backend) {
     app.stop().await;
 }
 
-crate::both_backends!(user_lifecycle, migrate_and_flush);
+/// Deactivating an account from the CLI ends its sessions (ASVS V7.4.2):
+/// activated again, its old tokens stay refused, on the running server
+/// within about a second.
+async fn deactivate_ends_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (refresh, access) = app.login("alice", "alice-pass").await;
+    // Not-valid-before counts whole seconds: let the login's second pass.
+    let iat = crate::helpers::claims(&access)["iat"].as_i64().unwrap();
+    while crate::helpers::now() <= iat {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for command in ["deactivate", "activate"] {
+        let out = run(portcullis(&app.db, &["user", command, "alice"]), "").await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let me = app.get("/api/users/me/", Some(&access)).await;
+        if me.status == 401 {
+            assert!(me.body.contains("Token is blacklisted"), "{}", me.body);
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{}",
+            me.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let again = app
+        .post(
+            "/api/token/refresh/",
+            serde_json::json!({"refresh": refresh}),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (
+            401,
+            r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#
+        )
+    );
+    let (_, fresh) = app.login("alice", "alice-pass").await;
+    assert_eq!(app.get("/api/users/me/", Some(&fresh)).await.status, 200);
+    app.stop().await;
+}
+
+crate::both_backends!(user_lifecycle, migrate_and_flush, deactivate_ends_sessions);
 
 /// Without `--password-stdin`, the password is asked twice on the terminal
 /// (a real pseudo-terminal, through util-linux `script`).

@@ -95,16 +95,17 @@ fn master_user_checks() -> BTreeMap<(&'static str, usize), (u16, &'static str)> 
 }
 
 /// A profile's `SIMPLE_JWT` overrides as portcullis TOML settings.
+/// simplejwt has no sessions, and portcullis turns them on with rotation
+/// (issue 4): the replay turns them off to compare like with like.
 fn profile_toml(profile: &Value) -> String {
     use std::fmt::Write as _;
-    profile
-        .as_object()
-        .unwrap()
-        .iter()
-        .fold(String::new(), |mut out, (key, value)| {
+    profile.as_object().unwrap().iter().fold(
+        String::from("refresh_reuse_detection = false\n"),
+        |mut out, (key, value)| {
             let _ = writeln!(out, "{} = {}", key.to_ascii_lowercase(), toml_value(value));
             out
-        })
+        },
+    )
 }
 
 fn toml_value(value: &Value) -> String {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use portcullis::config::Loaded;
 use portcullis::startup::Application;
 use portcullis_core::{AuthService, NewUser, User, Username};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
 
@@ -260,6 +260,29 @@ impl TestApp {
         .await
     }
 
+    /// POST a JSON body with `Authorization: Bearer`.
+    pub(crate) async fn post_bearer(&self, path: &str, bearer: &str, body: Value) -> Reply {
+        Reply::read(
+            self.client
+                .post(self.url(path))
+                .header("Authorization", format!("Bearer {bearer}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// DELETE with `Authorization: Bearer`.
+    pub(crate) async fn delete_bearer(&self, path: &str, bearer: &str) -> Reply {
+        let request = self
+            .client
+            .delete(self.url(path))
+            .header("Authorization", format!("Bearer {bearer}"));
+        Reply::read(request.send().await.unwrap()).await
+    }
+
     /// GET with an optional `Authorization: Bearer` token.
     pub(crate) async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
         let mut request = self.client.get(self.url(path));
@@ -282,6 +305,25 @@ impl TestApp {
             reply.json["refresh"].as_str().unwrap().to_owned(),
             reply.json["access"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Refresh one token `n` times at once; the (status, body) of each.
+    pub(crate) async fn concurrent_refreshes(&self, refresh: &str, n: usize) -> Vec<(u16, String)> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let client = self.client.clone();
+            let url = self.url("/api/token/refresh/");
+            let body = json!({"refresh": refresh});
+            tasks.spawn(async move {
+                let response = client.post(url).json(&body).send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            });
+        }
+        let mut replies = Vec::new();
+        while let Some(result) = tasks.join_next().await {
+            replies.push(result.unwrap());
+        }
+        replies
     }
 
     /// Stop the server and wait for it.

@@ -20,3 +20,4 @@ mod flows;
 mod interop;
 mod keys;
 mod library;
+mod sessions;

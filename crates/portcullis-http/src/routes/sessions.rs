@@ -1,0 +1,91 @@
+//! Sessions (issue 4): `POST /api/token/logout/` ends the caller's
+//! session, `POST /api/token/logout-all/` every session of the caller.
+//! `GET /api/sessions/` lists the caller's live sessions and
+//! `DELETE /api/sessions/{id}/` ends one (204; 404 for a session that is
+//! not the caller's or no longer live). All need an access token (`IsAuthenticated`), so an anonymous request
+//! is a 401 before anything else, and answer `{}` as simplejwt's blacklist
+//! view does.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::{method_not_allowed, view_at};
+use crate::{ApiError, AppState, AuthUser, DrfData};
+use portcullis_core::SESSION_CLAIM;
+
+type JsonResult = Result<Json<Value>, ApiError>;
+
+pub(crate) fn router() -> Router<AppState> {
+    let post_view = |handler: MethodRouter<AppState>| handler.fallback(method_not_allowed);
+    view_at(
+        "/api/token/logout/",
+        post_view(post(logout)),
+        "POST, OPTIONS",
+    )
+    .merge(view_at(
+        "/api/token/logout-all/",
+        post_view(post(logout_all)),
+        "POST, OPTIONS",
+    ))
+    .merge(view_at(
+        "/api/sessions/",
+        get(list).fallback(method_not_allowed),
+        "GET, HEAD, OPTIONS",
+    ))
+    .merge(view_at(
+        "/api/sessions/{id}/",
+        delete(end).fallback(method_not_allowed),
+        "DELETE, OPTIONS",
+    ))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    data: DrfData,
+) -> JsonResult {
+    let refresh = data.optional_string("refresh")?;
+    state.auth().logout(&auth, refresh.as_deref()).await?;
+    Ok(Json(json!({})))
+}
+
+async fn logout_all(State(state): State<AppState>, AuthUser(auth): AuthUser) -> JsonResult {
+    state.auth().logout_all(&auth.user).await?;
+    Ok(Json(json!({})))
+}
+
+/// Times are Unix seconds, as in the tokens; `current` marks the session
+/// of the access token that asked.
+async fn list(State(state): State<AppState>, AuthUser(auth): AuthUser) -> JsonResult {
+    let current = auth.token.get(SESSION_CLAIM).and_then(Value::as_str);
+    let sessions = state.auth().sessions(&auth.user).await?;
+    Ok(Json(Value::Array(
+        sessions
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "id": s.id,
+                    "created_at": s.created_at,
+                    "last_used_at": s.last_used_at,
+                    "expires_at": s.expires_at,
+                    "current": current == Some(s.id.as_str()),
+                })
+            })
+            .collect(),
+    )))
+}
+
+async fn end(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.auth().end_user_session(&auth.user, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
