@@ -128,9 +128,7 @@ impl Upstream {
             }
         };
         let upgrade = upgrade_of(request.headers());
-        let client_upgrade = upgrade
-            .is_some()
-            .then(|| hyper::upgrade::on(&mut request));
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let Some(uri) = self.upstream_uri(request.uri()) else {
             return ApiError::NotFound.into_response();
         };

@@ -37,11 +37,7 @@ pub struct StaticMount {
 
 impl StaticMount {
     /// A mount of `dir` at `prefix`; `dir` is resolved once here.
-    pub fn new(
-        prefix: String,
-        dir: &Path,
-        cache_control: Option<HeaderValue>,
-    ) -> io::Result<Self> {
+    pub fn new(prefix: String, dir: &Path, cache_control: Option<HeaderValue>) -> io::Result<Self> {
         let root = std::fs::canonicalize(dir)?;
         if !root.is_dir() {
             return Err(io::Error::new(
@@ -238,10 +234,7 @@ fn relative_path(rest: &str) -> Option<(PathBuf, bool)> {
     let mut relative = PathBuf::new();
     for segment in rest.split('/').filter(|s| !s.is_empty()) {
         let decoded = percent_decode_str(segment).decode_utf8().ok()?;
-        if decoded == "."
-            || decoded == ".."
-            || decoded.contains(['/', '\\', '\0'])
-        {
+        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\', '\0']) {
             return None;
         }
         relative.push(&*decoded);
@@ -284,7 +277,11 @@ fn entity_tag(modified: Option<SystemTime>, len: u64, encoding: &str) -> HeaderV
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
         .unwrap_or_default();
     let tag = if encoding == "identity" {
-        format!("\"{:x}.{:x}-{len:x}\"", since.as_secs(), since.subsec_nanos())
+        format!(
+            "\"{:x}.{:x}-{len:x}\"",
+            since.as_secs(),
+            since.subsec_nanos()
+        )
     } else {
         format!(
             "\"{:x}.{:x}-{len:x}-{encoding}\"",
@@ -302,7 +299,11 @@ enum Precondition {
 }
 
 /// RFC 9110 §13.2.2, in its order.
-fn precondition(request: &HeaderMap, etag: &HeaderValue, modified: Option<SystemTime>) -> Precondition {
+fn precondition(
+    request: &HeaderMap,
+    etag: &HeaderValue,
+    modified: Option<SystemTime>,
+) -> Precondition {
     let modified_secs = modified.map(whole_seconds);
     if let Some(if_match) = request.get(header::IF_MATCH) {
         if !tag_list_matches(if_match, etag, false) {
@@ -407,7 +408,10 @@ fn range(request: &HeaderMap, etag: &HeaderValue, modified: Option<SystemTime>, 
             Ok(_) => return Range::Unsatisfiable,
             Err(_) => None,
         },
-        (false, true) => first.parse::<u64>().ok().map(|a| (a, len.saturating_sub(1))),
+        (false, true) => first
+            .parse::<u64>()
+            .ok()
+            .map(|a| (a, len.saturating_sub(1))),
         (false, false) => match (first.parse::<u64>(), last.parse::<u64>()) {
             (Ok(a), Ok(b)) if a <= b => Some((a, b.min(len.saturating_sub(1)))),
             _ => None,
@@ -432,10 +436,9 @@ fn body(file: &mut File, start: u64, count: u64) -> io::Result<Body> {
         return Ok(Body::from(bytes));
     }
     let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file.try_clone()?), count);
-    Ok(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        reader,
-        64 * 1024,
-    )))
+    Ok(Body::from_stream(
+        tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024),
+    ))
 }
 
 /// The media type from the extension; text is UTF-8, as nginx's

@@ -354,7 +354,14 @@ impl Loaded {
     #[must_use]
     pub fn origin(&self, key: &str) -> String {
         let upper = key.to_ascii_uppercase();
-        let source = match self.figment.find_metadata(key) {
+        format!("{upper} (`{key}`, from {})", self.source(key))
+    }
+
+    /// Where `key`'s value came from: `config file …`, `environment
+    /// variable …` or `default`.
+    fn source(&self, key: &str) -> String {
+        let upper = key.to_ascii_uppercase();
+        match self.figment.find_metadata(key) {
             Some(meta) if meta.name.contains("environment") => {
                 format!("environment variable PORTCULLIS_{upper}")
             }
@@ -363,8 +370,7 @@ impl Loaded {
                 _ => "default".to_owned(),
             },
             None => "default".to_owned(),
-        };
-        format!("{upper} (`{key}`, from {source})")
+        }
     }
 
     /// The token settings, checked.
@@ -548,7 +554,10 @@ impl Loaded {
                 })
         };
         Ok(portcullis_front::ProxyTimeouts {
-            connect: seconds("upstream_connect_timeout", self.config.upstream_connect_timeout)?,
+            connect: seconds(
+                "upstream_connect_timeout",
+                self.config.upstream_connect_timeout,
+            )?,
             read: seconds("upstream_read_timeout", self.config.upstream_read_timeout)?,
         })
     }
@@ -557,18 +566,27 @@ impl Loaded {
     /// names the entry (`[[static]] #2, prefix "/media/"`) and how to fix it.
     pub fn mounts(
         &self,
-    ) -> Result<(Vec<portcullis_front::StaticMount>, Vec<portcullis_front::Upstream>), ConfigError>
-    {
+    ) -> Result<
+        (
+            Vec<portcullis_front::StaticMount>,
+            Vec<portcullis_front::Upstream>,
+        ),
+        ConfigError,
+    > {
         let c = &self.config;
         let mut seen: Vec<String> = Vec::new();
         let mut check_prefix = |table: &str, origin: &str, prefix: &str| {
-            let entry = format!("{table} {prefix:?} ({origin})");
+            let entry = format!("{table} (prefix {prefix:?}, from {origin})");
             if !prefix.starts_with('/') || !prefix.ends_with('/') {
                 return Err(ConfigError(format!(
                     "{entry}: prefix must start and end with `/`, such as \"/static/\""
                 )));
             }
-            if prefix.contains(['?', '#', '%', '\\']) || prefix.contains("//") || prefix.contains("/../") || prefix.contains("/./") {
+            if prefix.contains(['?', '#', '%', '\\'])
+                || prefix.contains("//")
+                || prefix.contains("/../")
+                || prefix.contains("/./")
+            {
                 return Err(ConfigError(format!(
                     "{entry}: prefix must be a plain path such as \"/static/\" (no `?`, `#`, `%`, `\\`, `//`, `.` or `..` segments)"
                 )));
@@ -589,10 +607,10 @@ impl Loaded {
             seen.push(prefix.to_owned());
             Ok(entry)
         };
-        let origin = self.origin("static");
+        let origin = self.source("static");
         let mut statics = Vec::with_capacity(c.statics.len());
         for (i, s) in c.statics.iter().enumerate() {
-            let entry = check_prefix(&format!("[[static]] #{}, prefix", i + 1), &origin, &s.prefix)?;
+            let entry = check_prefix(&format!("[[static]] #{}", i + 1), &origin, &s.prefix)?;
             let cache_control = match s.cache_control.as_deref() {
                 None => None,
                 Some(value) => Some(axum::http::HeaderValue::from_str(value).map_err(|_| {
@@ -610,10 +628,10 @@ impl Loaded {
                 })?;
             statics.push(mount);
         }
-        let origin = self.origin("upstream");
+        let origin = self.source("upstream");
         let mut upstreams = Vec::with_capacity(c.upstreams.len());
         for (i, u) in c.upstreams.iter().enumerate() {
-            let entry = check_prefix(&format!("[[upstream]] #{}, prefix", i + 1), &origin, &u.prefix)?;
+            let entry = check_prefix(&format!("[[upstream]] #{}", i + 1), &origin, &u.prefix)?;
             let auth = match u.auth.as_str() {
                 "required" => portcullis_front::AuthMode::Required,
                 "optional" => portcullis_front::AuthMode::Optional,

@@ -70,8 +70,9 @@ impl Application {
         let state = AppState::new(auth.clone(), http);
         // API routes first; then `[[static]]` and `[[upstream]]` mounts by
         // longest prefix (portcullis-front).
-        let router = portcullis_front::Front::new(state.clone(), statics, upstreams, proxy_timeouts)
-            .behind(portcullis_http::router(state));
+        let router =
+            portcullis_front::Front::new(state.clone(), statics, upstreams, proxy_timeouts)
+                .behind(portcullis_http::router(state));
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind} (BIND)"))?;
