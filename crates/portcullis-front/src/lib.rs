@@ -83,7 +83,6 @@ impl Front {
     /// `api` with the mounts behind it: they answer what no API route
     /// takes. Outside the API's layers on purpose: an application's own
     /// 401 goes back as it was sent, without the API's `WWW-Authenticate`.
-    #[must_use]
     pub fn behind(self, api: Router) -> Router {
         if self.inner.mounts.is_empty() {
             return api;

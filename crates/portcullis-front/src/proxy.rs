@@ -142,12 +142,11 @@ impl Upstream {
             .get::<ForwardedProto>()
             .map_or("http", |p| p.0);
         let headers = &mut parts.headers;
-        if !headers.contains_key(header::HOST) {
-            if let Some(authority) = parts.uri.authority() {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                    headers.insert(header::HOST, host);
-                }
-            }
+        if !headers.contains_key(header::HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            headers.insert(header::HOST, host);
         }
         strip_hop_by_hop(headers);
         let identity = &state.http().identity;
@@ -174,13 +173,13 @@ impl Upstream {
                 return gateway_timeout();
             }
         };
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut response);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
-                let (parts, _) = response.into_parts();
-                return Response::from_parts(parts, Body::empty());
-            }
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, Body::empty());
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -228,11 +227,11 @@ impl Upstream {
     fn failure(&self, e: &hyper_util::client::legacy::Error) -> Response {
         let mut source = e.source();
         while let Some(cause) = source {
-            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::TimedOut {
-                    tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "connecting to the upstream timed out");
-                    return gateway_timeout();
-                }
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "connecting to the upstream timed out");
+                return gateway_timeout();
             }
             source = cause.source();
         }

@@ -154,10 +154,10 @@ impl StaticMount {
         let out = response.headers_mut();
         out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         out.insert(header::ETAG, etag.clone());
-        if let Some(modified) = modified {
-            if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
-                out.insert(header::LAST_MODIFIED, value);
-            }
+        if let Some(modified) = modified
+            && let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+        {
+            out.insert(header::LAST_MODIFIED, value);
         }
         if let Some(cache_control) = &self.cache_control {
             out.insert(header::CACHE_CONTROL, cache_control.clone());
@@ -312,10 +312,9 @@ fn precondition(
     } else if let (Some(since), Some(modified)) = (
         date_header(request, header::IF_UNMODIFIED_SINCE),
         modified_secs,
-    ) {
-        if modified > since {
-            return Precondition::Failed;
-        }
+    ) && modified > since
+    {
+        return Precondition::Failed;
     }
     if let Some(if_none_match) = request.get(header::IF_NONE_MATCH) {
         if tag_list_matches(if_none_match, etag, true) {
@@ -324,10 +323,9 @@ fn precondition(
     } else if let (Some(since), Some(modified)) = (
         date_header(request, header::IF_MODIFIED_SINCE),
         modified_secs,
-    ) {
-        if modified <= since {
-            return Precondition::NotModified;
-        }
+    ) && modified <= since
+    {
+        return Precondition::NotModified;
     }
     Precondition::Proceed
 }

@@ -601,13 +601,10 @@ crate::both_backends!(proxy_requires_a_valid_token);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_optional_auth() {
     let upstream = Upstream::start().await;
-    let toml = format!(
-        "{}",
-        upstream_toml(
-            &upstream.url(),
-            "optional",
-            "identity_header_user_id = \"X-User\"\nidentity_header_username = \"X-Name\"\nidentity_header_is_staff = \"X-Staff\"\n"
-        )
+    let toml = upstream_toml(
+        &upstream.url(),
+        "optional",
+        "identity_header_user_id = \"X-User\"\nidentity_header_username = \"X-Name\"\nidentity_header_is_staff = \"X-Staff\"\n",
     );
     let app = TestApp::spawn(Backend::Sqlite, &toml).await;
     let bob = app.user("bob", "bob-pass", true, false).await;
@@ -957,10 +954,10 @@ http {{
     ) -> crate::front_helpers::RawReply {
         let mut extra = String::new();
         if let Some(token) = bearer {
-            extra.push_str(&format!("Authorization: Bearer {token}\r\n"));
+            extra = extra + "Authorization: Bearer " + token + "\r\n";
         }
         for (name, value) in headers {
-            extra.push_str(&format!("{name}: {value}\r\n"));
+            extra = extra + name + ": " + value + "\r\n";
         }
         raw_get(&self.addr, path, &extra).await
     }
