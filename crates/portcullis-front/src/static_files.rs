@@ -3,11 +3,14 @@
 //!
 //! Not tower-http's `ServeDir`: it sends no `ETag`, follows symlinks out of
 //! its root, and does each file-system step on the blocking pool. Here a
-//! request for a small file costs `realpath`, `open`, `fstat` and one
-//! `read`, done inline: from the page cache that is a few microseconds,
-//! less than handing the work to another thread and back. Files above
+//! request for a small file costs one `lstat` per candidate (`.br`, `.gz`,
+//! the file), `open`, `fstat` and one `read` — plus one `realpath` for a
+//! file in a subdirectory or behind a symlink — done inline: from the page
+//! cache that is a few microseconds, less than handing the work to another
+//! thread and back (nginx, too, opens files on its event loop). Files above
 //! [`INLINE_MAX`] are streamed through tokio's file reader instead.
 
+use std::borrow::Cow;
 use std::fs::{File, Metadata};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -73,6 +76,21 @@ impl StaticMount {
         };
         let headers = request.headers();
         let (br, gzip) = accepted_encodings(headers);
+        // The directory is resolved once for every candidate: its own
+        // symlinks may lead anywhere, but it must end under the root.
+        let full = self.root.join(&relative);
+        let (Some(parent), Some(name)) = (full.parent(), full.file_name()) else {
+            return not_found();
+        };
+        let parent = if parent == self.root {
+            Cow::Borrowed(parent)
+        } else {
+            match self.resolve_inside(parent) {
+                Ok(Some(real)) => Cow::Owned(real),
+                Ok(None) => return not_found(),
+                Err(e) => return io_failure(parent, &e),
+            }
+        };
         let variants = [
             (br, ".br", "br"),
             (gzip, ".gz", "gzip"),
@@ -83,11 +101,11 @@ impl StaticMount {
                 continue;
             }
             let candidate = if suffix.is_empty() {
-                self.root.join(&relative)
+                parent.join(name)
             } else {
-                let mut name = self.root.join(&relative).into_os_string();
-                name.push(suffix);
-                PathBuf::from(name)
+                let mut variant = name.to_os_string();
+                variant.push(suffix);
+                parent.join(variant)
             };
             match self.open(&candidate) {
                 Ok(Some((file, meta))) if meta.is_file() => {
@@ -103,39 +121,41 @@ impl StaticMount {
                     return redirect_to_directory(request);
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    return forbidden();
-                }
-                Err(e) => {
-                    tracing::error!(path = %candidate.display(), error = %e, "cannot read a static file");
-                    return server_error();
-                }
+                Err(e) => return io_failure(&candidate, &e),
             }
         }
         not_found()
     }
 
-    /// Open `path` if it exists and, symlinks resolved, lies under the
+    /// `path` with every symlink resolved, if it exists and lies under the
     /// root; a path that leads out is as good as missing.
+    fn resolve_inside(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        match std::fs::canonicalize(path) {
+            Ok(real) if real.starts_with(&self.root) => Ok(Some(real)),
+            Ok(_) => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open a file of an already resolved directory. One `lstat` tells a
+    /// missing variant (the common case) and a plain file apart from a
+    /// symlink, which alone pays for a full resolution.
     fn open(&self, path: &Path) -> io::Result<Option<(File, Metadata)>> {
-        let real = match std::fs::canonicalize(path) {
-            Ok(real) => real,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound
-                        | io::ErrorKind::NotADirectory
-                        | io::ErrorKind::InvalidFilename
-                ) =>
-            {
-                return Ok(None);
-            }
+        let link = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta.file_type().is_symlink(),
+            Err(e) if is_missing(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        if !real.starts_with(&self.root) {
-            return Ok(None);
-        }
-        let file = File::open(&real)?;
+        let path = if link {
+            match self.resolve_inside(path)? {
+                Some(real) => Cow::Owned(real),
+                None => return Ok(None),
+            }
+        } else {
+            Cow::Borrowed(path)
+        };
+        let file = File::open(&path)?;
         let meta = file.metadata()?;
         Ok(Some((file, meta)))
     }
@@ -474,6 +494,22 @@ fn redirect_to_directory(request: &Request) -> Response {
             .into_response(),
         Err(_) => not_found(),
     }
+}
+
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename
+    )
+}
+
+/// 403 for a file the server may not read (as nginx), 500 otherwise.
+fn io_failure(path: &Path, e: &io::Error) -> Response {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        return forbidden();
+    }
+    tracing::error!(path = %path.display(), error = %e, "cannot read a static file");
+    server_error()
 }
 
 fn not_found() -> Response {
