@@ -5,6 +5,8 @@ use std::sync::Arc;
 use axum::http::{HeaderName, HeaderValue};
 use portcullis_core::AuthService;
 
+use crate::IdentityHeaders;
+
 /// HTTP-only settings.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -16,6 +18,8 @@ pub struct HttpSettings {
     pub issuer: Option<String>,
     /// `Cache-Control: max-age` of the JWKS, seconds.
     pub jwks_max_age: i64,
+    /// The identity header names (forward-auth and the reverse proxy).
+    pub identity: IdentityHeaders,
 }
 
 impl Default for HttpSettings {
@@ -25,6 +29,7 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             issuer: None,
             jwks_max_age: 300,
+            identity: IdentityHeaders::default(),
         }
     }
 }
@@ -71,7 +76,9 @@ impl AppState {
         &self.inner.http
     }
 
-    pub(crate) fn www_authenticate(&self) -> &HeaderValue {
+    /// The `WWW-Authenticate` value every 401 carries (simplejwt #15).
+    #[must_use]
+    pub fn www_authenticate(&self) -> &HeaderValue {
         &self.inner.www_authenticate
     }
 }

@@ -168,6 +168,60 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `LOG`: a tracing filter such as `info` or `portcullis=debug`.
     pub log: String,
+    /// `IDENTITY_HEADER_USER_ID`: the header carrying the user's id to an
+    /// upstream and in `/auth/verify` answers.
+    pub identity_header_user_id: String,
+    /// `IDENTITY_HEADER_USERNAME`.
+    pub identity_header_username: String,
+    /// `IDENTITY_HEADER_IS_STAFF`: `true` or `false`.
+    pub identity_header_is_staff: String,
+    /// `UPSTREAM_CONNECT_TIMEOUT`: opening a connection to an upstream;
+    /// past it, 504.
+    pub upstream_connect_timeout: Seconds,
+    /// `UPSTREAM_READ_TIMEOUT`: waiting for an upstream's response head
+    /// (past it, 504) and then between two reads of its body.
+    pub upstream_read_timeout: Seconds,
+    /// `[[static]]` mounts (TOML only).
+    #[serde(rename = "static")]
+    pub statics: Vec<StaticEntry>,
+    /// `[[upstream]]` routes (TOML only).
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<UpstreamEntry>,
+}
+
+/// One `[[static]]` table: a directory served at a URL prefix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEntry {
+    /// Starts and ends with `/`, such as `/static/`.
+    pub prefix: String,
+    /// The directory; relative paths are from the working directory.
+    pub dir: PathBuf,
+    /// The `Cache-Control` value of every response, such as
+    /// `public, max-age=31536000, immutable` for fingerprinted assets.
+    #[serde(default)]
+    pub cache_control: Option<String>,
+}
+
+/// One `[[upstream]]` table: an application requests are forwarded to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    /// Starts and ends with `/`, such as `/app/` (or `/` for everything
+    /// the API and the other mounts do not take).
+    pub prefix: String,
+    /// `http://host:port`, optionally with a path put before the request's.
+    pub url: String,
+    /// `required` (the default), `optional` or `none`.
+    #[serde(default = "default_upstream_auth")]
+    pub auth: String,
+    /// Forward `/app/x` as `/x` instead of unchanged.
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+fn default_upstream_auth() -> String {
+    "required".to_owned()
 }
 
 impl fmt::Debug for Config {
@@ -230,6 +284,13 @@ impl Default for Config {
             // sqlx reports PostgreSQL notices (such as "relation already
             // exists, skipping" on every migration check) at info.
             log: "info,sqlx=warn".to_owned(),
+            identity_header_user_id: "X-Portcullis-User-Id".to_owned(),
+            identity_header_username: "X-Portcullis-Username".to_owned(),
+            identity_header_is_staff: "X-Portcullis-Is-Staff".to_owned(),
+            upstream_connect_timeout: Seconds(5),
+            upstream_read_timeout: Seconds(60),
+            statics: Vec::new(),
+            upstreams: Vec::new(),
         }
     }
 }
@@ -293,7 +354,14 @@ impl Loaded {
     #[must_use]
     pub fn origin(&self, key: &str) -> String {
         let upper = key.to_ascii_uppercase();
-        let source = match self.figment.find_metadata(key) {
+        format!("{upper} (`{key}`, from {})", self.source(key))
+    }
+
+    /// Where `key`'s value came from: `config file …`, `environment
+    /// variable …` or `default`.
+    fn source(&self, key: &str) -> String {
+        let upper = key.to_ascii_uppercase();
+        match self.figment.find_metadata(key) {
             Some(meta) if meta.name.contains("environment") => {
                 format!("environment variable PORTCULLIS_{upper}")
             }
@@ -302,8 +370,7 @@ impl Loaded {
                 _ => "default".to_owned(),
             },
             None => "default".to_owned(),
-        };
-        format!("{upper} (`{key}`, from {source})")
+        }
     }
 
     /// The token settings, checked.
@@ -430,6 +497,161 @@ impl Loaded {
                 self.origin("auth_header_name")
             ))
         })
+    }
+
+    /// The identity header names, checked: valid, distinct, and not a
+    /// header the proxy or the client already means something by.
+    pub fn identity_headers(&self) -> Result<portcullis_http::IdentityHeaders, ConfigError> {
+        let c = &self.config;
+        let name = |key: &str, value: &str| {
+            axum::http::HeaderName::try_from(value.trim()).map_err(|_| {
+                ConfigError(format!(
+                    "{}: {value:?} is not a valid header name; use letters, digits and dashes, such as X-Portcullis-User-Id",
+                    self.origin(key)
+                ))
+            })
+        };
+        let identity = portcullis_http::IdentityHeaders {
+            user_id: name("identity_header_user_id", &c.identity_header_user_id)?,
+            username: name("identity_header_username", &c.identity_header_username)?,
+            is_staff: name("identity_header_is_staff", &c.identity_header_is_staff)?,
+        };
+        let auth_header = self.auth_header_name()?;
+        let names = [&identity.user_id, &identity.username, &identity.is_staff];
+        for (i, a) in names.iter().enumerate() {
+            let reserved = [
+                axum::http::header::HOST,
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::COOKIE,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::CONTENT_LENGTH,
+                auth_header.clone(),
+            ];
+            if reserved.contains(a) || names.iter().skip(i + 1).any(|b| b == a) {
+                return Err(ConfigError(format!(
+                    "{}, {} and {} must be three distinct headers of their own (not {a}); the defaults are X-Portcullis-User-Id, X-Portcullis-Username and X-Portcullis-Is-Staff",
+                    self.origin("identity_header_user_id"),
+                    self.origin("identity_header_username"),
+                    self.origin("identity_header_is_staff"),
+                )));
+            }
+        }
+        Ok(identity)
+    }
+
+    /// `UPSTREAM_CONNECT_TIMEOUT` and `UPSTREAM_READ_TIMEOUT`, checked.
+    pub fn proxy_timeouts(&self) -> Result<portcullis_front::ProxyTimeouts, ConfigError> {
+        let seconds = |key: &str, value: Seconds| {
+            u64::try_from(value.0)
+                .ok()
+                .filter(|s| *s > 0)
+                .map(std::time::Duration::from_secs)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "{} must be at least 1 second, such as 5s or 1m",
+                        self.origin(key)
+                    ))
+                })
+        };
+        Ok(portcullis_front::ProxyTimeouts {
+            connect: seconds(
+                "upstream_connect_timeout",
+                self.config.upstream_connect_timeout,
+            )?,
+            read: seconds("upstream_read_timeout", self.config.upstream_read_timeout)?,
+        })
+    }
+
+    /// The `[[static]]` and `[[upstream]]` mounts, checked. Each error
+    /// names the entry (`[[static]] #2, prefix "/media/"`) and how to fix it.
+    pub fn mounts(
+        &self,
+    ) -> Result<
+        (
+            Vec<portcullis_front::StaticMount>,
+            Vec<portcullis_front::Upstream>,
+        ),
+        ConfigError,
+    > {
+        let c = &self.config;
+        let mut seen: Vec<String> = Vec::new();
+        let mut check_prefix = |table: &str, origin: &str, prefix: &str| {
+            let entry = format!("{table} (prefix {prefix:?}, from {origin})");
+            if !prefix.starts_with('/') || !prefix.ends_with('/') {
+                return Err(ConfigError(format!(
+                    "{entry}: prefix must start and end with `/`, such as \"/static/\""
+                )));
+            }
+            if prefix.contains(['?', '#', '%', '\\'])
+                || prefix.contains("//")
+                || prefix.contains("/../")
+                || prefix.contains("/./")
+            {
+                return Err(ConfigError(format!(
+                    "{entry}: prefix must be a plain path such as \"/static/\" (no `?`, `#`, `%`, `\\`, `//`, `.` or `..` segments)"
+                )));
+            }
+            if let Some(api) = portcullis_http::API_PATHS
+                .iter()
+                .find(|api| api.trim_end_matches('/') == prefix.trim_end_matches('/'))
+            {
+                return Err(ConfigError(format!(
+                    "{entry}: the API itself answers {api}, which comes before every mount; choose another prefix"
+                )));
+            }
+            if seen.iter().any(|p| p == prefix) {
+                return Err(ConfigError(format!(
+                    "{entry}: another [[static]] or [[upstream]] entry has the same prefix; give each its own"
+                )));
+            }
+            seen.push(prefix.to_owned());
+            Ok(entry)
+        };
+        let origin = self.source("static");
+        let mut statics = Vec::with_capacity(c.statics.len());
+        for (i, s) in c.statics.iter().enumerate() {
+            let entry = check_prefix(&format!("[[static]] #{}", i + 1), &origin, &s.prefix)?;
+            let cache_control = match s.cache_control.as_deref() {
+                None => None,
+                Some(value) => Some(axum::http::HeaderValue::from_str(value).map_err(|_| {
+                    ConfigError(format!(
+                        "{entry}: cache_control {value:?} is not a header value; use text such as \"public, max-age=31536000, immutable\" or \"no-cache\""
+                    ))
+                })?),
+            };
+            let mount = portcullis_front::StaticMount::new(s.prefix.clone(), &s.dir, cache_control)
+                .map_err(|e| {
+                    ConfigError(format!(
+                        "{entry}: dir {} cannot be served ({e}); set dir to an existing directory (relative paths are from the working directory)",
+                        s.dir.display()
+                    ))
+                })?;
+            statics.push(mount);
+        }
+        let origin = self.source("upstream");
+        let mut upstreams = Vec::with_capacity(c.upstreams.len());
+        for (i, u) in c.upstreams.iter().enumerate() {
+            let entry = check_prefix(&format!("[[upstream]] #{}", i + 1), &origin, &u.prefix)?;
+            let auth = match u.auth.as_str() {
+                "required" => portcullis_front::AuthMode::Required,
+                "optional" => portcullis_front::AuthMode::Optional,
+                "none" => portcullis_front::AuthMode::None,
+                other => {
+                    return Err(ConfigError(format!(
+                        "{entry}: auth {other:?} is not one of \"required\", \"optional\", \"none\""
+                    )));
+                }
+            };
+            let upstream =
+                portcullis_front::Upstream::new(u.prefix.clone(), u.url.trim(), auth, u.strip_prefix)
+                    .map_err(|e| {
+                        ConfigError(format!(
+                            "{entry}: url {e}; use the application's address, such as \"http://127.0.0.1:8001\""
+                        ))
+                    })?;
+            upstreams.push(upstream);
+        }
+        Ok((statics, upstreams))
     }
 
     /// The listening address.

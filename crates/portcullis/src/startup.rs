@@ -45,7 +45,10 @@ impl Application {
             // Half the publish delay: a verifier's cached JWKS is refreshed
             // before a newly published key starts signing.
             jwks_max_age: (loaded.config.key_publish_delay.0 / 2).min(300),
+            identity: loaded.identity_headers()?,
         };
+        let (statics, upstreams) = loaded.mounts()?;
+        let proxy_timeouts = loaded.proxy_timeouts()?;
         let bind = loaded.bind()?;
         let store = open_store(loaded).await?;
         let keys = load_keys(loaded, &store).await?;
@@ -64,7 +67,12 @@ impl Application {
             }
             auth = auth.with_key_source(Arc::new(remote));
         }
-        let router = portcullis_http::router(AppState::new(auth.clone(), http));
+        let state = AppState::new(auth.clone(), http);
+        // API routes first; then `[[static]]` and `[[upstream]]` mounts by
+        // longest prefix (portcullis-front).
+        let router =
+            portcullis_front::Front::new(state.clone(), statics, upstreams, proxy_timeouts)
+                .behind(portcullis_http::router(state));
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind} (BIND)"))?;
@@ -101,7 +109,11 @@ impl Application {
             self.rotation,
         ));
         let revocations = tokio::spawn(revocation_task(self.auth.clone()));
-        let served = axum::serve(self.listener, self.router)
+        // The peer address feeds the proxy's X-Forwarded-For.
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         reloader.abort();

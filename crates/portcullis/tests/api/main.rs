@@ -17,6 +17,8 @@ mod compat;
 mod config;
 mod django;
 mod flows;
+mod front;
+mod front_helpers;
 mod interop;
 mod keys;
 mod library;
