@@ -5,6 +5,8 @@ use std::sync::Arc;
 use axum::http::{HeaderName, HeaderValue};
 use portcullis_core::AuthService;
 
+use crate::RefreshCookie;
+
 /// HTTP-only settings.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -16,6 +18,9 @@ pub struct HttpSettings {
     pub issuer: Option<String>,
     /// `Cache-Control: max-age` of the JWKS, seconds.
     pub jwks_max_age: i64,
+    /// `REFRESH_COOKIE`: `Some` when the refresh token also travels in a
+    /// cookie (see [`crate::cookie`]).
+    pub refresh_cookie: Option<RefreshCookie>,
 }
 
 impl Default for HttpSettings {
@@ -25,6 +30,7 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             issuer: None,
             jwks_max_age: 300,
+            refresh_cookie: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The endpoints, one module per area; each exports `router()`.
 
+pub(crate) mod admin;
 pub(crate) mod health;
 pub(crate) mod sessions;
 pub(crate) mod token;

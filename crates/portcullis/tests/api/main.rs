@@ -12,12 +12,15 @@
 
 mod helpers;
 
+mod admin;
 mod cli;
 mod compat;
 mod config;
+mod cookies;
 mod django;
 mod flows;
 mod interop;
 mod keys;
 mod library;
+mod multinode;
 mod sessions;
