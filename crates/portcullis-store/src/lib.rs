@@ -302,8 +302,12 @@ impl RevocationListener {
     /// Wait for the next notification. A lost connection is re-established
     /// by the next call (notifications sent meanwhile are lost, which the
     /// caller's periodic reload covers).
+    /// Notifications already received with it are taken too: one reload
+    /// covers a burst of revocations.
     pub async fn recv(&mut self) -> Result<(), StoreError> {
-        self.0.recv().await.map(drop).map_err(db_error)
+        self.0.recv().await.map_err(db_error)?;
+        while self.0.next_buffered().is_some() {}
+        Ok(())
     }
 }
 

@@ -2,9 +2,12 @@
 //! session, `POST /api/token/logout-all/` every session of the caller.
 //! `GET /api/sessions/` lists the caller's live sessions and
 //! `DELETE /api/sessions/{id}/` ends one (204; 404 for a session that is
-//! not the caller's or no longer live). All need an access token (`IsAuthenticated`), so an anonymous request
-//! is a 401 before anything else, and answer `{}` as simplejwt's blacklist
-//! view does.
+//! not the caller's or no longer live), with the client address and user
+//! agent of each session's last login or refresh. All need an access token
+//! (`IsAuthenticated`), so an anonymous request is a 401 before anything
+//! else, and answer `{}` as simplejwt's blacklist view does. In cookie mode
+//! logout reads the refresh cookie and both logouts clear the cookies
+//! (see [`crate::cookie`]).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -227,8 +227,8 @@ async fn staff_delete_ends_sessions(backend: Backend) {
 }
 
 /// The CLI's `user delete` ends the sessions too: on the running server
-/// the access token is refused within about a second (the revocation
-/// reload; on PostgreSQL a NOTIFY) and the refresh token is blacklisted.
+/// (another process) the access token is refused and the refresh token is
+/// blacklisted. (`user deactivate` is `cli::deactivate_ends_sessions`.)
 async fn cli_delete_ends_sessions(backend: Backend) {
     let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
     app.user("alice", "alice-pass", true, false).await;
