@@ -102,15 +102,20 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, backend = self.store.backend(), "portcullis is listening");
-        let reloader = tokio::spawn(keyring::reload_task(
+        // The background tasks live exactly as long as this future: a
+        // JoinSet aborts them when dropped, so a server whose future is
+        // dropped (not stopped) leaves no task holding a database
+        // connection (the revocation listener holds one for good).
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(keyring::reload_task(
             self.auth.engine().clone(),
             self.store.clone(),
             self.rotation,
         ));
-        let revocations = tokio::spawn(revocation_task(self.auth.clone(), self.store.clone()));
-        let pruner = self
-            .prune_interval
-            .map(|every| tokio::spawn(prune_task(self.store.clone(), every)));
+        background.spawn(revocation_task(self.auth.clone(), self.store.clone()));
+        if let Some(every) = self.prune_interval {
+            background.spawn(prune_task(self.store.clone(), every));
+        }
         // The peer address reaches handlers as `ConnectInfo` (see
         // `portcullis_http::client_address`).
         let served = axum::serve(
@@ -120,11 +125,7 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await;
-        reloader.abort();
-        revocations.abort();
-        if let Some(pruner) = pruner {
-            pruner.abort();
-        }
+        background.shutdown().await;
         served.context("the server failed")?;
         self.store.close().await;
         tracing::info!("portcullis stopped");
