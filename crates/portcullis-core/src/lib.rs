@@ -18,7 +18,7 @@ pub use service::{
     AuthService, AuthSettings, Authenticated, Credentials, KeySource, SESSION_CLAIM, TokenPair,
 };
 pub use store::{
-    ImportedUser, OutstandingToken, Revocations, RotationClaim, Session, Store, StoreError,
+    Client, ImportedUser, OutstandingToken, Revocations, RotationClaim, Session, Store, StoreError,
     Successor, Upserted,
 };
 pub use user::{NewUser, User, Username};

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::revocation::RevocationCache;
 use crate::{
-    AuthError, OutstandingToken, PasswordHasher, Revocations, RotationClaim, Session, Store,
-    Successor, TokenMessage, User,
+    AuthError, Client, OutstandingToken, PasswordHasher, Revocations, RotationClaim, Session,
+    Store, Successor, TokenMessage, User,
 };
 
 /// The claim naming a token's session (its refresh-token family), as
@@ -165,12 +165,17 @@ impl AuthService {
     }
 
     /// `TokenObtainPairSerializer.validate`: check the credentials, then
-    /// issue and record a refresh token and derive its access token.
+    /// issue and record a refresh token and derive its access token. With
+    /// sessions, the session remembers `client`.
     #[tracing::instrument(skip_all)]
-    pub async fn obtain_pair(&self, credentials: Credentials) -> Result<TokenPair, AuthError> {
+    pub async fn obtain_pair(
+        &self,
+        credentials: Credentials,
+        client: &Client,
+    ) -> Result<TokenPair, AuthError> {
         let user = self.login(credentials).await?;
         let refresh = if self.settings.refresh_reuse_detection {
-            self.start_session(&user).await?
+            self.start_session(&user, client).await?
         } else {
             self.issue(TokenType::Refresh, &user).await?
         };
@@ -204,9 +209,14 @@ impl AuthService {
     /// is enforced here too (5.5.1 issues an access token that then fails).
     /// With `BLACKLIST_AFTER_ROTATION`, blacklisting the presented token is
     /// the atomic gate: of concurrent refreshes of one token, exactly one
-    /// succeeds (5.5.1 lets them all through).
+    /// succeeds (5.5.1 lets them all through). With sessions, `client` is
+    /// recorded as the session's last user.
     #[tracing::instrument(skip_all)]
-    pub async fn refresh(&self, raw: &str) -> Result<(String, Option<String>), AuthError> {
+    pub async fn refresh(
+        &self,
+        raw: &str,
+        client: &Client,
+    ) -> Result<(String, Option<String>), AuthError> {
         let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
         self.check_refresh_user(&refresh).await?;
         let access = self
@@ -218,7 +228,7 @@ impl AuthService {
             return Ok((access, None));
         }
         if self.settings.refresh_reuse_detection {
-            let rotated = self.rotate_in_family(&refresh).await?;
+            let rotated = self.rotate_in_family(&refresh, client).await?;
             return Ok((access, Some(self.encode(&rotated)?)));
         }
         if self.settings.blacklist_after_rotation && !self.blacklist_token(&refresh).await? {
@@ -375,7 +385,7 @@ impl AuthService {
     /// ended, every outstanding refresh token blacklisted.
     #[tracing::instrument(skip_all)]
     pub async fn logout_all(&self, user: &User) -> Result<(), AuthError> {
-        self.end_sessions(user, None).await
+        self.end_sessions(user.id, None).await
     }
 
     /// `POST /api/users/me/password/`: check the old password, set the new
@@ -400,18 +410,61 @@ impl AuthService {
         let hash = self.hasher.hash(new).await.map_err(AuthError::Internal)?;
         self.store.set_password(auth.user.id, &hash).await?;
         let current = auth.token.get(SESSION_CLAIM).and_then(Value::as_str);
-        self.end_sessions(&auth.user, current).await
+        self.end_sessions(auth.user.id, current).await
     }
 
-    /// End every session of the user but `except`, here and in the database.
-    async fn end_sessions(&self, user: &User, except: Option<&str>) -> Result<(), AuthError> {
+    /// End every session of the user but `except`, here and in the database
+    /// (which tells the other nodes).
+    async fn end_sessions(&self, user_id: i64, except: Option<&str>) -> Result<(), AuthError> {
         let now = self.engine.now();
-        let ended = self.store.end_sessions(user.id, except, now).await?;
+        let ended = self.store.end_sessions(user_id, except, now).await?;
         self.revocations.note(Revocations {
             sessions: ended.into_iter().map(|id| (id, now)).collect(),
-            users_not_before: vec![(user.id, now)],
+            users_not_before: vec![(user_id, now)],
         });
         Ok(())
+    }
+
+    /// `GET /api/admin/users/{id}/sessions/`: any user's live sessions;
+    /// `None` if there is no such user. Staff only: the caller checks.
+    pub async fn sessions_of(&self, user_id: i64) -> Result<Option<Vec<Session>>, AuthError> {
+        if self.store.user_by_id(user_id).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.store.live_sessions(user_id, self.engine.now()).await?,
+        ))
+    }
+
+    /// `DELETE /api/admin/users/{id}/sessions/`: logout-all on a user's
+    /// behalf. `false` if there is no such user.
+    pub async fn end_sessions_of(&self, user_id: i64) -> Result<bool, AuthError> {
+        if self.store.user_by_id(user_id).await?.is_none() {
+            return Ok(false);
+        }
+        self.end_sessions(user_id, None).await?;
+        Ok(true)
+    }
+
+    /// Deactivate a user, ending every session first (ASVS V7.4.2): a
+    /// disabled account keeps no session, even if it is enabled again.
+    /// `false` if there is no such user. The CLI's `user deactivate` does
+    /// the same two store steps.
+    pub async fn deactivate_user(&self, user_id: i64) -> Result<bool, AuthError> {
+        if !self.end_sessions_of(user_id).await? {
+            return Ok(false);
+        }
+        Ok(self.store.set_active(user_id, false).await?)
+    }
+
+    /// Delete a user, ending every session first (ASVS V7.4.2); the
+    /// blacklisted tokens outlive the account. `false` if there is no
+    /// such user. The CLI's `user delete` does the same two store steps.
+    pub async fn delete_user(&self, user_id: i64) -> Result<bool, AuthError> {
+        if !self.end_sessions_of(user_id).await? {
+            return Ok(false);
+        }
+        Ok(self.store.delete_user(user_id).await?)
     }
 
     /// `GET /api/sessions/`: the user's live sessions, newest first.
@@ -603,7 +656,7 @@ impl AuthService {
     }
 
     /// A login's refresh token, starting a session named by its own `jti`.
-    async fn start_session(&self, user: &User) -> Result<Token, AuthError> {
+    async fn start_session(&self, user: &User, client: &Client) -> Result<Token, AuthError> {
         let mut refresh = self.unrecorded(TokenType::Refresh, user)?;
         let jti = refresh
             .jti(self.engine.settings())
@@ -617,6 +670,7 @@ impl AuthService {
             created_at: record.created_at.unwrap_or_else(|| self.engine.now()),
             last_used_at: record.created_at.unwrap_or_else(|| self.engine.now()),
             expires_at: record.expires_at,
+            client: client.clone(),
         };
         self.store.start_session(&session, &record).await?;
         Ok(refresh)
@@ -629,7 +683,7 @@ impl AuthService {
     /// there is never more than one live successor; a repeat after it is
     /// reuse, and ends the session: its refresh tokens are blacklisted and
     /// its access tokens refused.
-    async fn rotate_in_family(&self, refresh: &Token) -> Result<Token, AuthError> {
+    async fn rotate_in_family(&self, refresh: &Token, client: &Client) -> Result<Token, AuthError> {
         let settings = self.engine.settings();
         let presented = self.record(refresh)?;
         // A token issued before sessions were on starts its family now.
@@ -643,7 +697,7 @@ impl AuthService {
         let now = self.engine.now();
         match self
             .store
-            .rotate_in_family(&presented, &family, &successor, now)
+            .rotate_in_family(&presented, &family, &successor, now, client)
             .await?
         {
             RotationClaim::Won => Ok(rotated),

@@ -77,6 +77,33 @@ pub struct Session {
     pub last_used_at: i64,
     /// The `exp` of its newest refresh token.
     pub expires_at: i64,
+    /// The client it was last used from (login or refresh).
+    pub client: Client,
+}
+
+/// Who sent a login or refresh, as the HTTP layer saw it: shown with the
+/// session so its owner can recognise it (ASVS 5.0 V7.5.2). Informative
+/// only: it never decides anything, so a forged user agent harms nobody.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    /// The client address (the TCP peer).
+    pub ip_address: Option<String>,
+    /// The `User-Agent` header, cut to [`Client::MAX_USER_AGENT`] characters.
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    /// Longer user agents are cut: the column must not grow without bound.
+    pub const MAX_USER_AGENT: usize = 512;
+
+    /// A client from what the request carried.
+    #[must_use]
+    pub fn new(ip_address: Option<String>, user_agent: Option<&str>) -> Self {
+        Self {
+            ip_address,
+            user_agent: user_agent.map(|ua| ua.chars().take(Self::MAX_USER_AGENT).collect()),
+        }
+    }
 }
 
 /// What every node must refuse, as read from the database.
@@ -163,7 +190,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         blacklisted_at: Option<i64>,
     ) -> Result<Upserted, StoreError>;
     /// simplejwt's `flushexpiredtokens`: delete outstanding tokens (and
-    /// their blacklist entries) whose `exp` is at or before `now`.
+    /// their blacklist entries) and sessions whose `exp` is at or before
+    /// `now`. One code path for the CLI (`portcullis tokens flush-expired`)
+    /// and the server's pruning task (`PRUNE_INTERVAL`).
     async fn flush_expired(&self, now: i64) -> Result<u64, StoreError>;
 
     /// Start a session; its first refresh token is recorded in its family.
@@ -176,18 +205,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// mark `presented` (recorded in `family` if it never was) rotated into
     /// `successor` unless it is rotated or blacklisted already, or its
     /// session has ended. Of concurrent callers exactly one wins; the
-    /// others are told what the winner recorded.
+    /// others are told what the winner recorded. The session's last use
+    /// and client are updated whoever wins.
     async fn rotate_in_family(
         &self,
         presented: &OutstandingToken,
         family: &str,
         successor: &OutstandingToken,
         now: i64,
+        client: &Client,
     ) -> Result<RotationClaim, StoreError>;
     /// End a session: mark it revoked and blacklist every refresh token of
     /// its family. `false` if it had ended already or does not exist.
     async fn revoke_session(&self, id: &str, at: i64) -> Result<bool, StoreError>;
     /// A user's live sessions (not ended, not expired at `now`), newest first.
+    /// Also what staff see at `GET /api/admin/users/{id}/sessions/`.
     async fn live_sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError>;
     /// logout-all: refuse the user's tokens issued before `at`, end every
     /// session but `except` and blacklist every outstanding token of

@@ -25,8 +25,13 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// A body over the configured limit.
     PayloadTooLarge(usize),
-    /// No such endpoint.
+    /// No such endpoint or object.
     NotFound,
+    /// DRF's `PermissionDenied`: authenticated, but not allowed (not staff).
+    PermissionDenied,
+    /// A cookie-authenticated request failed the CSRF check: DRF's
+    /// `SessionAuthentication` refusal, `CSRF Failed: <Django's reason>`.
+    Csrf(&'static str),
     /// The database is unreachable (readiness).
     Unavailable,
 }
@@ -79,6 +84,11 @@ impl IntoResponse for ApiError {
                 format!("Request body is larger than the limit of {limit} bytes."),
             ),
             Self::NotFound => detail(StatusCode::NOT_FOUND, "Not found."),
+            Self::PermissionDenied => {
+                let rejection = portcullis_token::Rejection::PermissionDenied;
+                (StatusCode::FORBIDDEN, Json(rejection.body())).into_response()
+            }
+            Self::Csrf(reason) => detail(StatusCode::FORBIDDEN, format!("CSRF Failed: {reason}")),
             Self::Unavailable => detail(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is unreachable.",

@@ -8,6 +8,8 @@
 
 mod auth;
 mod body;
+mod client;
+pub mod cookie;
 mod error;
 mod identity;
 mod python_json;
@@ -19,8 +21,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::map_response_with_state;
 use axum::response::Response;
 
-pub use auth::{AuthUser, MaybeAuthUser};
+pub use auth::{AuthUser, MaybeAuthUser, StaffUser};
 pub use body::DrfData;
+pub use client::{ClientInfo, client_address};
+pub use cookie::RefreshCookie;
 pub use error::ApiError;
 pub use identity::IdentityHeaders;
 pub use state::{AppState, HttpSettings};
@@ -30,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::token::router())
         .merge(routes::sessions::router())
+        .merge(routes::admin::router())
         .merge(routes::users::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())

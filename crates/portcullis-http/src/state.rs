@@ -6,6 +6,7 @@ use axum::http::{HeaderName, HeaderValue};
 use portcullis_core::AuthService;
 
 use crate::IdentityHeaders;
+use crate::RefreshCookie;
 
 /// HTTP-only settings.
 #[derive(Debug, Clone)]
@@ -20,6 +21,9 @@ pub struct HttpSettings {
     pub jwks_max_age: i64,
     /// The identity header names (forward-auth and the reverse proxy).
     pub identity: IdentityHeaders,
+    /// `REFRESH_COOKIE`: `Some` when the refresh token also travels in a
+    /// cookie (see [`crate::cookie`]).
+    pub refresh_cookie: Option<RefreshCookie>,
 }
 
 impl Default for HttpSettings {
@@ -30,6 +34,7 @@ impl Default for HttpSettings {
             issuer: None,
             jwks_max_age: 300,
             identity: IdentityHeaders::default(),
+            refresh_cookie: None,
         }
     }
 }

@@ -30,7 +30,7 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         }
         Command::Tokens(TokensCommand::FlushExpired) => {
             let store = open_store(loaded).await?;
-            let removed = store.flush_expired(SystemClock.now()).await?;
+            let removed = flush_expired(&store).await?;
             println!("Removed {removed} expired token record(s).");
             Ok(())
         }
@@ -38,6 +38,12 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
         Command::Keys(command) => crate::keyring::command(command, loaded).await,
     }
+}
+
+/// Delete the token and session records expired by now; shared by
+/// `portcullis tokens flush-expired` and the server's pruning task.
+pub(crate) async fn flush_expired(store: &SqlStore) -> Result<u64, StoreError> {
+    store.flush_expired(SystemClock.now()).await
 }
 
 async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<()> {

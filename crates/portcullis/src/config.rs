@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use portcullis_core::{AuthSettings, HashParams};
+use portcullis_http::RefreshCookie;
 use portcullis_token::{Audience, TokenSettings, TokenType};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -130,6 +131,17 @@ pub struct Config {
     /// `REFRESH_REUSE_GRACE`: how long a rotated refresh token is answered
     /// with its successor again; 0 turns the window off.
     pub refresh_reuse_grace: Seconds,
+    /// `PRUNE_INTERVAL`: how often `serve` deletes expired token and
+    /// session records (what `portcullis tokens flush-expired` does), so no
+    /// cron job is needed; 0 turns it off.
+    pub prune_interval: Seconds,
+    /// `REFRESH_COOKIE`: obtain and refresh also set the refresh token as an
+    /// `HttpOnly` `__Host-` cookie, which refresh, logout and blacklist read
+    /// (with a CSRF check) when the body has none.
+    pub refresh_cookie: bool,
+    /// `REFRESH_COOKIE_NAME`: the refresh cookie's name; must start with
+    /// `__Host-`.
+    pub refresh_cookie_name: String,
     /// `AUDIENCE`: one value or a list.
     pub audience: Option<List>,
     /// `ISSUER`.
@@ -263,6 +275,9 @@ impl Default for Config {
             update_last_login: auth.update_last_login,
             refresh_reuse_detection: None,
             refresh_reuse_grace: Seconds(auth.refresh_reuse_grace),
+            prune_interval: Seconds(3600),
+            refresh_cookie: false,
+            refresh_cookie_name: "__Host-refresh".to_owned(),
             audience: None,
             issuer: None,
             leeway: Seconds(0),
@@ -652,6 +667,37 @@ impl Loaded {
             upstreams.push(upstream);
         }
         Ok((statics, upstreams))
+    }
+
+    /// Cookie mode (`REFRESH_COOKIE`), checked: `None` when off.
+    pub fn refresh_cookie(&self) -> Result<Option<RefreshCookie>, ConfigError> {
+        let c = &self.config;
+        if !c.refresh_cookie {
+            return Ok(None);
+        }
+        let name = c.refresh_cookie_name.trim();
+        // RFC 6265 §4.1.1: a cookie name is a token (visible ASCII, no
+        // separators); `__Host-` makes browsers insist on Secure, Path=/
+        // and no Domain (RFC 6265bis §4.1.3.2).
+        let is_token = name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !name.starts_with("__Host-") || name.len() <= "__Host-".len() || !is_token {
+            return Err(ConfigError(format!(
+                "{}: {name:?} is not a usable cookie name; use __Host- followed by letters, digits or dashes, such as __Host-refresh",
+                self.origin("refresh_cookie_name")
+            )));
+        }
+        if name == portcullis_http::cookie::CSRF_COOKIE {
+            return Err(ConfigError(format!(
+                "{}: {name:?} is the CSRF cookie's name; choose another, such as __Host-refresh",
+                self.origin("refresh_cookie_name")
+            )));
+        }
+        Ok(Some(RefreshCookie {
+            name: name.to_owned(),
+            max_age: c.refresh_token_lifetime.0,
+        }))
     }
 
     /// The listening address.

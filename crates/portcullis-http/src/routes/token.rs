@@ -9,9 +9,12 @@ use portcullis_core::Credentials;
 use serde_json::{Value, json};
 
 use super::{drf_headers, field, metadata, method_not_allowed};
-use crate::{ApiError, AppState, DrfData};
+use crate::cookie::{self, CookieRefresh, SetCookies};
+use crate::{ApiError, AppState, ClientInfo, DrfData};
 
 type JsonResult = Result<Json<Value>, ApiError>;
+/// A body plus the cookies of cookie mode (none when it is off).
+type CookieResult = Result<(SetCookies, Json<Value>), ApiError>;
 
 pub(crate) fn router() -> Router<AppState> {
     let routes: [(&str, MethodRouter<AppState>); 6] = [
@@ -60,20 +63,38 @@ fn credentials(data: &DrfData) -> Result<Credentials, ApiError> {
     })
 }
 
-async fn obtain_pair(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let pair = state.auth().obtain_pair(credentials(&data)?).await?;
-    Ok(Json(
-        json!({"refresh": pair.refresh, "access": pair.access}),
+async fn obtain_pair(
+    State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
+    data: DrfData,
+) -> CookieResult {
+    let pair = state
+        .auth()
+        .obtain_pair(credentials(&data)?, &client)
+        .await?;
+    Ok((
+        cookie::set(&state, Some(&pair.refresh), true),
+        Json(json!({"refresh": pair.refresh, "access": pair.access})),
     ))
 }
 
-async fn refresh(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let [refresh] = data.strings(["refresh"])?;
-    let (access, rotated) = state.auth().refresh(&refresh).await?;
-    Ok(Json(match rotated {
-        Some(refresh) => json!({"access": access, "refresh": refresh}),
-        None => json!({"access": access}),
-    }))
+/// The body's `refresh`, or in cookie mode the cookie's (CSRF-checked).
+async fn refresh(
+    State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
+    cookies: CookieRefresh,
+    data: DrfData,
+) -> CookieResult {
+    let new_csrf = !cookies.has_csrf_cookie();
+    let refresh = cookies.required(&data)?;
+    let (access, rotated) = state.auth().refresh(&refresh, &client).await?;
+    Ok((
+        cookie::set(&state, rotated.as_deref(), new_csrf),
+        Json(match rotated {
+            Some(refresh) => json!({"access": access, "refresh": refresh}),
+            None => json!({"access": access}),
+        }),
+    ))
 }
 
 async fn verify(State(state): State<AppState>, data: DrfData) -> JsonResult {
@@ -82,10 +103,14 @@ async fn verify(State(state): State<AppState>, data: DrfData) -> JsonResult {
     Ok(Json(json!({})))
 }
 
-async fn blacklist(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let [refresh] = data.strings(["refresh"])?;
+async fn blacklist(
+    State(state): State<AppState>,
+    cookies: CookieRefresh,
+    data: DrfData,
+) -> CookieResult {
+    let refresh = cookies.required(&data)?;
     state.auth().blacklist(&refresh).await?;
-    Ok(Json(json!({})))
+    Ok((cookie::clear(&state), Json(json!({}))))
 }
 
 async fn obtain_sliding(State(state): State<AppState>, data: DrfData) -> JsonResult {

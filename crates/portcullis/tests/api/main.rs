@@ -12,9 +12,11 @@
 
 mod helpers;
 
+mod admin;
 mod cli;
 mod compat;
 mod config;
+mod cookies;
 mod django;
 mod flows;
 mod front;
@@ -22,4 +24,5 @@ mod front_helpers;
 mod interop;
 mod keys;
 mod library;
+mod multinode;
 mod sessions;
