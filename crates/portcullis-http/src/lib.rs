@@ -8,6 +8,7 @@
 
 mod auth;
 mod body;
+mod client;
 mod error;
 mod python_json;
 mod routes;
@@ -20,6 +21,7 @@ use axum::response::Response;
 
 pub use auth::{AuthUser, MaybeAuthUser};
 pub use body::DrfData;
+pub use client::{Cidr, ClientAddr, client_address};
 pub use error::ApiError;
 pub use state::{AppState, HttpSettings};
 

@@ -16,6 +16,8 @@ pub struct HttpSettings {
     pub issuer: Option<String>,
     /// `Cache-Control: max-age` of the JWKS, seconds.
     pub jwks_max_age: i64,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::Cidr>,
 }
 
 impl Default for HttpSettings {
@@ -25,6 +27,7 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             issuer: None,
             jwks_max_age: 300,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -45,6 +45,7 @@ impl Application {
             // Half the publish delay: a verifier's cached JWKS is refreshed
             // before a newly published key starts signing.
             jwks_max_age: (loaded.config.key_publish_delay.0 / 2).min(300),
+            trusted_proxies: loaded.trusted_proxies()?,
         };
         let bind = loaded.bind()?;
         let store = open_store(loaded).await?;
@@ -101,9 +102,14 @@ impl Application {
             self.rotation,
         ));
         let revocations = tokio::spawn(revocation_task(self.auth.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // With the peer address: login throttling counts per client.
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         reloader.abort();
         revocations.abort();
         served.context("the server failed")?;

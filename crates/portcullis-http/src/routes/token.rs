@@ -9,7 +9,7 @@ use portcullis_core::Credentials;
 use serde_json::{Value, json};
 
 use super::{drf_headers, field, metadata, method_not_allowed};
-use crate::{ApiError, AppState, DrfData};
+use crate::{ApiError, AppState, ClientAddr, DrfData};
 
 type JsonResult = Result<Json<Value>, ApiError>;
 
@@ -52,16 +52,24 @@ fn view(method_router: MethodRouter<AppState>, options: Value) -> MethodRouter<A
         .fallback(method_not_allowed)
 }
 
-fn credentials(data: &DrfData) -> Result<Credentials, ApiError> {
+fn credentials(data: &DrfData, ClientAddr(client): ClientAddr) -> Result<Credentials, ApiError> {
     let [username, password] = data.strings(["username", "password"])?;
     Ok(Credentials {
         username,
         password: password.into(),
+        client,
     })
 }
 
-async fn obtain_pair(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let pair = state.auth().obtain_pair(credentials(&data)?).await?;
+async fn obtain_pair(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    data: DrfData,
+) -> JsonResult {
+    let pair = state
+        .auth()
+        .obtain_pair(credentials(&data, client)?)
+        .await?;
     Ok(Json(
         json!({"refresh": pair.refresh, "access": pair.access}),
     ))
@@ -88,8 +96,15 @@ async fn blacklist(State(state): State<AppState>, data: DrfData) -> JsonResult {
     Ok(Json(json!({})))
 }
 
-async fn obtain_sliding(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let token = state.auth().obtain_sliding(credentials(&data)?).await?;
+async fn obtain_sliding(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    data: DrfData,
+) -> JsonResult {
+    let token = state
+        .auth()
+        .obtain_sliding(credentials(&data, client)?)
+        .await?;
     Ok(Json(json!({"token": token})))
 }
 
