@@ -20,7 +20,7 @@ use axum::middleware::map_response_with_state;
 use axum::response::Response;
 
 pub use auth::{AuthUser, MaybeAuthUser};
-pub use body::DrfData;
+pub use body::{DrfData, parse_body};
 pub use client::{Cidr, ClientAddr, client_address};
 pub use error::ApiError;
 pub use state::{AppState, HttpSettings};
