@@ -76,13 +76,14 @@ pub fn throttle_key_for_username(username: &str) -> String {
 pub(crate) fn throttle_key_for_address(address: IpAddr) -> String {
     match address {
         IpAddr::V4(v4) => format!("a:{v4}"),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("a:{v4}"),
-            None => {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                format!("a:{v4}")
+            } else {
                 let [a, b, c, d, ..] = v6.segments();
                 format!("a:{a:x}:{b:x}:{c:x}:{d:x}::/64")
             }
-        },
+        }
     }
 }
 

@@ -159,10 +159,12 @@ mod tests {
         map
     }
 
+    #[allow(clippy::unnecessary_wraps)] // shaped as client_address takes it
     fn peer(ip: &str) -> Option<SocketAddr> {
         Some(SocketAddr::new(ip.parse().unwrap(), 4000))
     }
 
+    #[allow(clippy::unnecessary_wraps)] // shaped as client_address returns it
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
     }

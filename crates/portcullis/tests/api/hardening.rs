@@ -424,7 +424,7 @@ async fn odd_exp_values() {
     .await;
 }
 
-/// MAX_TOKEN_BYTES (8 KiB by default): a longer token is refused before it
+/// `MAX_TOKEN_BYTES` (8 KiB by default): a longer token is refused before it
 /// is parsed, even one our key signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_over_the_size_cap() {

@@ -3,6 +3,8 @@
 //! gets a 4xx, never a 500 or a dead server, and memory stays bounded by
 //! `MAX_BODY_BYTES` (a body is never read past the limit).
 
+use std::fmt::Write as _;
+
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -120,17 +122,19 @@ async fn huge_bodies_are_refused_unread() {
         "--{boundary}\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\n{}\r\n",
         "a".repeat(70_000)
     );
-    multipart.push_str(&format!("--{boundary}--\r\n"));
+    write!(multipart, "--{boundary}--\r\n").unwrap();
     let content_type = format!("multipart/form-data; boundary={boundary}");
     let reply = post(&app, content_type.as_bytes(), multipart.as_bytes()).await;
     assert_eq!(reply, (413, TOO_LARGE.to_owned()));
     let mut many = String::new();
     for i in 0..5000 {
-        many.push_str(&format!(
+        write!(
+            many,
             "--{boundary}\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nvalue-value\r\n"
-        ));
+        )
+        .unwrap();
     }
-    many.push_str(&format!("--{boundary}--\r\n"));
+    write!(many, "--{boundary}--\r\n").unwrap();
     let reply = post(&app, content_type.as_bytes(), many.as_bytes()).await;
     assert_eq!(reply, (413, TOO_LARGE.to_owned()));
     alive(&app).await;
