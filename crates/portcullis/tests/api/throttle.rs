@@ -193,7 +193,41 @@ async fn password_change_throttled(backend: Backend) {
     assert_throttled(&app.try_login(PAIR, "alice", "right", &[]).await, 900);
 }
 
+/// The store's counting step on each backend: the window restarts the
+/// count, a block never shrinks, clearing forgets.
+async fn store_counts_in_windows(backend: Backend) {
+    let app = TestApp::spawn(backend, "").await;
+    let store = app.auth.store();
+    let key = "u:test";
+    let at = |failures, window_start, blocked_until| portcullis_core::LoginFailures {
+        failures,
+        window_start,
+        blocked_until,
+    };
+    assert_eq!(store.login_blocked_until(key).await.unwrap(), 0);
+    assert_eq!(
+        store.record_login_failure(key, 1_000, 0).await.unwrap(),
+        at(1, 1_000, 0)
+    );
+    assert_eq!(
+        store.record_login_failure(key, 2_000, 500).await.unwrap(),
+        at(2, 1_000, 0)
+    );
+    store.block_login(key, 9_000).await.unwrap();
+    store.block_login(key, 5_000).await.unwrap();
+    assert_eq!(store.login_blocked_until(key).await.unwrap(), 9_000);
+    // The window that started at 1 000 is over once window_expired reaches it.
+    assert_eq!(
+        store.record_login_failure(key, 7_000, 1_000).await.unwrap(),
+        at(1, 7_000, 9_000)
+    );
+    assert!(store.clear_login_failures(key).await.unwrap());
+    assert!(!store.clear_login_failures(key).await.unwrap());
+    assert_eq!(store.login_blocked_until(key).await.unwrap(), 0);
+}
+
 crate::both_backends!(
+    store_counts_in_windows,
     lock_after_limit,
     delays_grow,
     per_address,
