@@ -2,6 +2,7 @@
 //! [`TokenEngine`]. Each method cites the simplejwt code it mirrors and
 //! says where portcullis deliberately does better.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use md5::{Digest as _, Md5};
@@ -12,6 +13,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::revocation::RevocationCache;
+use crate::throttle::{ThrottleKey, ThrottleSettings, block_for, wait_seconds};
 use crate::{
     AuthError, Client, OutstandingToken, PasswordHasher, Revocations, RotationClaim, Session,
     Store, Successor, TokenMessage, User,
@@ -48,6 +50,8 @@ pub struct AuthSettings {
     /// `REFRESH_REUSE_GRACE`, seconds: how long a rotated refresh token is
     /// answered with its one successor again; 0: never.
     pub refresh_reuse_grace: i64,
+    /// Login throttling (`LOGIN_*`).
+    pub throttle: ThrottleSettings,
 }
 
 impl Default for AuthSettings {
@@ -63,6 +67,7 @@ impl Default for AuthSettings {
             auth_header_types: vec!["Bearer".to_owned()],
             refresh_reuse_detection: false,
             refresh_reuse_grace: 10,
+            throttle: ThrottleSettings::default(),
         }
     }
 }
@@ -74,6 +79,9 @@ pub struct Credentials {
     pub username: String,
     /// The password.
     pub password: SecretString,
+    /// The client's address (`TRUSTED_PROXIES` already applied), for login
+    /// throttling; `None` where it is unknown.
+    pub client: Option<IpAddr>,
 }
 
 /// The body of a successful login: refresh first, as simplejwt orders it.
@@ -399,12 +407,17 @@ impl AuthService {
         old: SecretString,
         new: SecretString,
     ) -> Result<(), AuthError> {
+        // A stolen access token must not become a way to guess the
+        // password without limit: the old password is throttled as a login.
+        let keys = self.settings.throttle.keys(&auth.user.username, None);
+        self.check_throttle(&keys).await?;
         let verified = self
             .hasher
             .verify(old, Some(auth.user.password.clone()))
             .await
             .map_err(AuthError::Internal)?;
         if !verified.matched {
+            self.count_failure(&keys).await?;
             return Err(AuthError::WrongPassword);
         }
         let hash = self.hasher.hash(new).await.map_err(AuthError::Internal)?;
@@ -614,8 +627,81 @@ impl AuthService {
     /// Unknown users verify a dummy hash; inactive users verify their real
     /// one: all three failures take the same time. The user id goes into
     /// the span so a refused imported hash is logged with its owner.
+    ///
+    /// Throttled (see `throttle.rs`): a blocked username or address is
+    /// refused before any lookup or hashing; every refusal counts against
+    /// both, whatever its cause; a success clears the username's count.
     #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn login(&self, credentials: Credentials) -> Result<User, AuthError> {
+        let keys = self
+            .settings
+            .throttle
+            .keys(&credentials.username, credentials.client);
+        self.check_throttle(&keys).await?;
+        match self.check_credentials(credentials).await {
+            Err(AuthError::NoActiveAccount) => {
+                self.count_failure(&keys).await?;
+                Err(AuthError::NoActiveAccount)
+            }
+            Ok(user) => {
+                if let Some(key) = keys
+                    .first()
+                    .filter(|_| self.settings.throttle.failure_limit > 0)
+                {
+                    self.store.clear_login_failures(&key.key).await?;
+                }
+                Ok(user)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refuse with 429 if any of the keys is blocked.
+    async fn check_throttle(&self, keys: &[ThrottleKey]) -> Result<(), AuthError> {
+        let now = self.engine.now_millis();
+        let mut until = 0;
+        for key in keys {
+            until = until.max(self.store.login_blocked_until(&key.key).await?);
+        }
+        if until > now {
+            return Err(AuthError::Throttled(wait_seconds(until, now)));
+        }
+        Ok(())
+    }
+
+    /// Count a failure against every key, blocking those it takes over a
+    /// threshold.
+    async fn count_failure(&self, keys: &[ThrottleKey]) -> Result<(), AuthError> {
+        let settings = &self.settings.throttle;
+        let now = self.engine.now_millis();
+        let window_expired = now.saturating_sub(settings.window.saturating_mul(1000));
+        let lockout = settings.lockout.saturating_mul(1000);
+        for key in keys {
+            let row = self
+                .store
+                .record_login_failure(&key.key, now, window_expired)
+                .await?;
+            if let Some(block) = block_for(row.failures, key, lockout) {
+                self.store
+                    .block_login(&key.key, now.saturating_add(block))
+                    .await?;
+                tracing::info!(
+                    failures = row.failures,
+                    seconds = block / 1000,
+                    kind = if key.key.starts_with("a:") {
+                        "address"
+                    } else {
+                        "username"
+                    },
+                    "login throttled"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The credential check proper.
+    async fn check_credentials(&self, credentials: Credentials) -> Result<User, AuthError> {
         let user = self.store.user_by_username(&credentials.username).await?;
         if let Some(user) = &user {
             tracing::Span::current().record("user_id", user.id);

@@ -139,6 +139,18 @@ pub enum Upserted {
     Updated,
 }
 
+/// A throttled key's failed logins, as [`Store::record_login_failure`]
+/// leaves them. Times are Unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    /// Failures since `window_start`.
+    pub failures: i64,
+    /// When the counting window started.
+    pub window_start: i64,
+    /// No attempt is let through before this instant (0: none blocked).
+    pub blocked_until: i64,
+}
+
 /// Where accounts, issued tokens and the blacklist live.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -233,6 +245,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Sessions revoked at or after `since` and users whose not-before
     /// instant is at or after `since` (what may still hold live access tokens).
     async fn revocations(&self, since: i64) -> Result<Revocations, StoreError>;
+
+    /// When the next login attempt for this throttle key is let through
+    /// (Unix milliseconds; 0 or a past instant: now).
+    async fn login_blocked_until(&self, key: &str) -> Result<i64, StoreError>;
+    /// Count a failed login for a throttle key, atomically: the count
+    /// restarts at 1 when the window that started at or before
+    /// `window_expired` is over. Returns the row as it now is.
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: i64,
+        window_expired: i64,
+    ) -> Result<LoginFailures, StoreError>;
+    /// Block a throttle key until `until` (never shortening a block).
+    async fn block_login(&self, key: &str, until: i64) -> Result<(), StoreError>;
+    /// Forget a throttle key's failures and block (a successful login,
+    /// `portcullis user unlock`). `false` if there were none.
+    async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError>;
 
     /// A server setting kept in the database (the generated signing key).
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;

@@ -3,7 +3,7 @@
 //! generic 500 body, never with their cause.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::AuthError;
 use serde_json::{Map, Value, json};
@@ -109,6 +109,14 @@ fn auth_response(e: &AuthError) -> Response {
         AuthError::Token(_) => coded(message, "token_not_valid"),
         AuthError::VerifyBlacklisted => ApiError::NonField(message).into_response(),
         AuthError::NoSession => detail(StatusCode::BAD_REQUEST, message),
+        AuthError::Throttled(wait) => {
+            // DRF's `Throttled`: the body and `Retry-After` in seconds.
+            let mut response = detail(StatusCode::TOO_MANY_REQUESTS, message);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(*wait));
+            response
+        }
         AuthError::WrongPassword => {
             ApiError::Fields(vec![("old_password", "Wrong password.")]).into_response()
         }

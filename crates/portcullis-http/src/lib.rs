@@ -22,8 +22,8 @@ use axum::middleware::map_response_with_state;
 use axum::response::Response;
 
 pub use auth::{AuthUser, MaybeAuthUser, StaffUser};
-pub use body::DrfData;
-pub use client::{ClientInfo, client_address};
+pub use body::{DrfData, parse_body};
+pub use client::{Cidr, ClientAddr, ClientInfo, client_address};
 pub use cookie::RefreshCookie;
 pub use error::ApiError;
 pub use identity::IdentityHeaders;

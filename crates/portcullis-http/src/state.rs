@@ -24,6 +24,8 @@ pub struct HttpSettings {
     /// `REFRESH_COOKIE`: `Some` when the refresh token also travels in a
     /// cookie (see [`crate::cookie`]).
     pub refresh_cookie: Option<RefreshCookie>,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::Cidr>,
 }
 
 impl Default for HttpSettings {
@@ -35,6 +37,7 @@ impl Default for HttpSettings {
             jwks_max_age: 300,
             identity: IdentityHeaders::default(),
             refresh_cookie: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

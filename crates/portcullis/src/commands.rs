@@ -111,6 +111,17 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
             println!("{username} is inactive.");
             Ok(())
         }
+        UserCommand::Unlock { username } => {
+            // No lookup: unknown usernames are throttled too, and whether
+            // one exists is not this command's business.
+            let key = portcullis_core::throttle_key_for_username(&username);
+            if store.clear_login_failures(&key).await? {
+                println!("{username} is unlocked.");
+            } else {
+                println!("{username} had no failed logins to clear.");
+            }
+            Ok(())
+        }
         UserCommand::Delete { username } => {
             let user = existing(&store, &username).await?;
             // ASVS V7.4.2; the blacklisted tokens outlive the account.

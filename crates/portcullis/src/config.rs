@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use portcullis_core::{AuthSettings, HashParams};
+use portcullis_core::{AuthSettings, HashParams, ThrottleSettings};
 use portcullis_http::RefreshCookie;
 use portcullis_token::{Audience, TokenSettings, TokenType};
 use secrecy::{ExposeSecret, SecretString};
@@ -180,6 +180,22 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `LOG`: a tracing filter such as `info` or `portcullis=debug`.
     pub log: String,
+    /// `TRUSTED_PROXIES`: CIDR blocks of the reverse proxies whose
+    /// `X-Forwarded-For` names the client; empty: the TCP peer is the client.
+    pub trusted_proxies: List,
+    /// `LOGIN_FAILURE_LIMIT`: failed logins per username within the window
+    /// that lock it; 0: no username throttling.
+    pub login_failure_limit: u32,
+    /// `LOGIN_ADDRESS_FAILURE_LIMIT`: failed logins per client address within
+    /// the window that lock it; 0: no address throttling.
+    pub login_address_failure_limit: u32,
+    /// `LOGIN_FAILURE_WINDOW`: how long failures are counted.
+    pub login_failure_window: Seconds,
+    /// `LOGIN_LOCKOUT`: how long a lock lasts.
+    pub login_lockout: Seconds,
+    /// `LOGIN_BACKOFF_AFTER`: failures per username before each further one
+    /// delays the next attempt (2 s, 4 s, 8 s, …).
+    pub login_backoff_after: u32,
     /// `IDENTITY_HEADER_USER_ID`: the header carrying the user's id to an
     /// upstream and in `/auth/verify` answers.
     pub identity_header_user_id: String,
@@ -306,6 +322,12 @@ impl Default for Config {
             upstream_read_timeout: Seconds(60),
             statics: Vec::new(),
             upstreams: Vec::new(),
+            trusted_proxies: List(Vec::new()),
+            login_failure_limit: auth.throttle.failure_limit,
+            login_address_failure_limit: auth.throttle.address_failure_limit,
+            login_failure_window: Seconds(auth.throttle.window),
+            login_lockout: Seconds(auth.throttle.lockout),
+            login_backoff_after: auth.throttle.backoff_after,
         }
     }
 }
@@ -476,6 +498,13 @@ impl Loaded {
             auth_header_types: c.auth_header_types.0.clone(),
             refresh_reuse_detection: c.refresh_reuse_detection.unwrap_or(c.rotate_refresh_tokens),
             refresh_reuse_grace: c.refresh_reuse_grace.0,
+            throttle: ThrottleSettings {
+                failure_limit: c.login_failure_limit,
+                address_failure_limit: c.login_address_failure_limit,
+                window: c.login_failure_window.0,
+                lockout: c.login_lockout.0,
+                backoff_after: c.login_backoff_after,
+            },
         })
     }
 
@@ -698,6 +727,23 @@ impl Loaded {
             name: name.to_owned(),
             max_age: c.refresh_token_lifetime.0,
         }))
+    }
+
+    /// `TRUSTED_PROXIES`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<portcullis_http::Cidr>, ConfigError> {
+        self.config
+            .trusted_proxies
+            .0
+            .iter()
+            .map(|entry| {
+                entry.parse().map_err(|e| {
+                    ConfigError(format!(
+                        "{}: {e}; list the reverse proxies' addresses or blocks, such as [\"10.0.0.0/8\", \"::1\"]",
+                        self.origin("trusted_proxies")
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The listening address.

@@ -49,6 +49,7 @@ impl Application {
             jwks_max_age: (loaded.config.key_publish_delay.0 / 2).min(300),
             identity: loaded.identity_headers()?,
             refresh_cookie: loaded.refresh_cookie()?,
+            trusted_proxies: loaded.trusted_proxies()?,
         };
         let (statics, upstreams) = loaded.mounts()?;
         let proxy_timeouts = loaded.proxy_timeouts()?;
@@ -125,8 +126,8 @@ impl Application {
             background.spawn(prune_task(self.store.clone(), every));
         }
         // The peer address reaches handlers as `ConnectInfo` (see
-        // `portcullis_http::client_address`) and feeds the proxy's
-        // X-Forwarded-For.
+        // `portcullis_http::client_address`: sessions and login throttling)
+        // and feeds the proxy's X-Forwarded-For.
         let served = axum::serve(
             self.listener,
             self.router

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{drf_headers, field, metadata, method_not_allowed};
 use crate::cookie::{self, CookieRefresh, SetCookies};
-use crate::{ApiError, AppState, ClientInfo, DrfData};
+use crate::{ApiError, AppState, ClientAddr, ClientInfo, DrfData};
 
 type JsonResult = Result<Json<Value>, ApiError>;
 /// A body plus the cookies of cookie mode (none when it is off).
@@ -55,22 +55,24 @@ fn view(method_router: MethodRouter<AppState>, options: Value) -> MethodRouter<A
         .fallback(method_not_allowed)
 }
 
-fn credentials(data: &DrfData) -> Result<Credentials, ApiError> {
+fn credentials(data: &DrfData, ClientAddr(client): ClientAddr) -> Result<Credentials, ApiError> {
     let [username, password] = data.strings(["username", "password"])?;
     Ok(Credentials {
         username,
         password: password.into(),
+        client,
     })
 }
 
 async fn obtain_pair(
     State(state): State<AppState>,
+    address: ClientAddr,
     ClientInfo(client): ClientInfo,
     data: DrfData,
 ) -> CookieResult {
     let pair = state
         .auth()
-        .obtain_pair(credentials(&data)?, &client)
+        .obtain_pair(credentials(&data, address)?, &client)
         .await?;
     Ok((
         cookie::set(&state, Some(&pair.refresh), true),
@@ -113,8 +115,15 @@ async fn blacklist(
     Ok((cookie::clear(&state), Json(json!({}))))
 }
 
-async fn obtain_sliding(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let token = state.auth().obtain_sliding(credentials(&data)?).await?;
+async fn obtain_sliding(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    data: DrfData,
+) -> JsonResult {
+    let token = state
+        .auth()
+        .obtain_sliding(credentials(&data, client)?)
+        .await?;
     Ok(Json(json!({"token": token})))
 }
 

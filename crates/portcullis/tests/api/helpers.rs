@@ -204,6 +204,40 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Another node on this server's database, with `settings` (TOML) on
+    /// top of the shared ones: what one node writes the other must see.
+    pub(crate) async fn another_node(&self, settings: &str) -> Self {
+        let db = TestDatabase {
+            url: self.db.url.clone(),
+            _dir: None,
+            // Dropped with the first node, not this one.
+            postgres_name: None,
+        };
+        let toml = format!(
+            "bind = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\nsigning_key = \"{SIGNING_KEY}\"\nlog = \"warn\"\n{CHEAP_HASHING}{settings}",
+            db.url
+        );
+        Self::spawn_with(db, &toml).await
+    }
+
+    /// POST a login with extra headers; the reply whatever it is.
+    pub(crate) async fn try_login(
+        &self,
+        path: &str,
+        username: &str,
+        password: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .json(&json!({"username": username, "password": password}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::read(request.send().await.unwrap()).await
+    }
+
     /// Create an account directly in the store, with `USERNAME@example.com`.
     pub(crate) async fn user(
         &self,
