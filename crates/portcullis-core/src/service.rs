@@ -563,6 +563,23 @@ impl AuthService {
     /// the span so a refused imported hash is logged with its owner.
     #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn login(&self, credentials: Credentials) -> Result<User, AuthError> {
+        let outcome = self.check_credentials(credentials).await;
+        let result = match &outcome {
+            Ok(_) => "success",
+            Err(AuthError::NoActiveAccount) => "bad_credentials",
+            Err(AuthError::UserInactive) => "inactive",
+            Err(_) => "error",
+        };
+        metrics::counter!(crate::LOGINS_TOTAL, "result" => result).increment(1);
+        outcome.map_err(|e| match e {
+            // simplejwt gives an inactive account the same answer as a wrong
+            // password; only the metric tells them apart.
+            AuthError::UserInactive => AuthError::NoActiveAccount,
+            other => other,
+        })
+    }
+
+    async fn check_credentials(&self, credentials: Credentials) -> Result<User, AuthError> {
         let user = self.store.user_by_username(&credentials.username).await?;
         if let Some(user) = &user {
             tracing::Span::current().record("user_id", user.id);
@@ -577,7 +594,7 @@ impl AuthService {
             return Err(AuthError::NoActiveAccount);
         };
         if self.settings.check_user_is_active && !user.is_active {
-            return Err(AuthError::NoActiveAccount);
+            return Err(AuthError::UserInactive);
         }
         if verified.needs_rehash {
             // Django's `check_password` upgrades outdated hashes on login;

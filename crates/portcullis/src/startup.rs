@@ -13,9 +13,11 @@ use portcullis_http::{AppState, HttpSettings};
 use portcullis_store::SqlStore;
 use portcullis_token::{SigningKeys, SystemClock, TokenEngine, is_hmac};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::config::{ConfigError, Loaded, secret_bytes};
+use crate::config::{ConfigError, FrontSettings, Loaded, secret_bytes};
 use crate::keyring::{self, RemoteJwks, Rotation};
+use crate::server::{self, Listener, Tls};
 
 /// Where a generated HMAC secret is kept (in the database, so every node
 /// that shares it signs with the same key).
@@ -25,6 +27,14 @@ const GENERATED_KEY_SETTING: &str = "generated_signing_key";
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    /// The plain-HTTP listener that redirects to HTTPS (`HTTP_REDIRECT_BIND`).
+    redirect: Option<TcpListener>,
+    /// The admin listener for `/metrics` (`METRICS_BIND`).
+    metrics: Option<TcpListener>,
+    tls: Option<Arc<Tls>>,
+    front: FrontSettings,
+    /// Every route of the main listener, in one router: the serving loop
+    /// wraps it with the front middleware (request id, limits, metrics).
     router: Router,
     store: SqlStore,
     auth: AuthService,
@@ -64,12 +74,32 @@ impl Application {
             }
             auth = auth.with_key_source(Arc::new(remote));
         }
-        let router = portcullis_http::router(AppState::new(auth.clone(), http));
-        let listener = TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("cannot listen on {bind} (BIND)"))?;
+        let front = loaded.front()?;
+        let tls = match &front.tls {
+            Some((cert, key)) => Some(Arc::new(Tls::load(cert, key).map_err(ConfigError)?)),
+            None => None,
+        };
+        // Installed before any request, so the first logins are counted.
+        server::metrics::handle();
+        let mut router = portcullis_http::router(AppState::new(auth.clone(), http));
+        if front.metrics_bind.is_none() {
+            router = router.merge(server::metrics::router());
+        }
+        let listener = bind_listener(bind, "BIND").await?;
+        let redirect = match front.redirect_bind {
+            Some(addr) => Some(bind_listener(addr, "HTTP_REDIRECT_BIND").await?),
+            None => None,
+        };
+        let metrics = match front.metrics_bind {
+            Some(addr) => Some(bind_listener(addr, "METRICS_BIND").await?),
+            None => None,
+        };
         Ok(Self {
             listener,
+            redirect,
+            metrics,
+            tls,
+            front,
             router,
             store,
             auth,
@@ -88,28 +118,122 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serve until `shutdown` completes, then finish in-flight requests.
+    /// The plain-HTTP redirect listener's address, if `HTTP_REDIRECT_BIND` is set.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The admin (`/metrics`) listener's address, if `METRICS_BIND` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serve until `shutdown` completes; then stop accepting, let in-flight
+    /// requests finish for at most `SHUTDOWN_TIMEOUT`, and return.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
-        tracing::info!(%addr, backend = self.store.backend(), "portcullis is listening");
+        let https_port = addr.port();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        // Before "listening": a SIGHUP right after it must reload, not kill.
+        let hangup = reload_on_hangup(self.tls.clone());
+        tracing::info!(
+            %addr,
+            scheme,
+            redirect_addr = ?self.redirect_addr(),
+            metrics_addr = ?self.metrics_addr(),
+            backend = self.store.backend(),
+            "portcullis is listening"
+        );
         let reloader = tokio::spawn(keyring::reload_task(
             self.auth.engine().clone(),
             self.store.clone(),
             self.rotation,
         ));
         let revocations = tokio::spawn(revocation_task(self.auth.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let settings = Arc::new(self.front);
+        let mut listeners = vec![Listener {
+            name: "main",
+            tcp: self.listener,
+            router: server::main_router(self.router, &settings, self.tls.is_some()),
+            tls: self.tls,
+        }];
+        if let Some(tcp) = self.redirect {
+            listeners.push(Listener {
+                name: "redirect",
+                tcp,
+                router: server::redirect_router(&settings, https_port),
+                tls: None,
+            });
+        }
+        if let Some(tcp) = self.metrics {
+            listeners.push(Listener {
+                name: "metrics",
+                tcp,
+                router: server::metrics_router(&settings),
+                tls: None,
+            });
+        }
+        let (stop, stopped) = watch::channel(false);
+        let mut servers = tokio::task::JoinSet::new();
+        for listener in listeners {
+            servers.spawn(server::serve(
+                listener,
+                Arc::clone(&settings),
+                stopped.clone(),
+            ));
+        }
+        shutdown.await;
+        stop.send_replace(true);
+        while let Some(served) = servers.join_next().await {
+            served.context("a listener failed")?;
+        }
         reloader.abort();
         revocations.abort();
-        served.context("the server failed")?;
+        if let Some(hangup) = hangup {
+            hangup.abort();
+        }
         self.store.close().await;
         tracing::info!("portcullis stopped");
         Ok(())
+    }
+}
+
+async fn bind_listener(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({setting})"))
+}
+
+/// On SIGHUP, read `TLS_CERT_FILE` and `TLS_KEY_FILE` again. Connections
+/// already open keep the certificate they shook hands with; a bad file
+/// keeps the old certificate. The handler is installed now (not when the
+/// task first runs), so a SIGHUP right after start is not fatal.
+fn reload_on_hangup(tls: Option<Arc<Tls>>) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        let tls = tls?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .inspect_err(|e| tracing::error!(error = %e, "cannot listen for SIGHUP"))
+            .ok()?;
+        Some(tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: cannot reload the TLS certificate; keeping the old one"
+                    ),
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        drop(tls);
+        None
     }
 }
 

@@ -20,4 +20,8 @@ mod flows;
 mod interop;
 mod keys;
 mod library;
+mod limits;
+mod observability;
 mod sessions;
+mod shutdown;
+mod tls;
