@@ -57,6 +57,13 @@ impl Application {
             jwks_max_age: (loaded.config.key_publish_delay.0 / 2).min(300),
         };
         let bind = loaded.bind()?;
+        // Settings and certificate files first: a typo fails before the
+        // database is touched.
+        let front = loaded.front()?;
+        let tls = match &front.tls {
+            Some((cert, key)) => Some(Arc::new(Tls::load(cert, key).map_err(ConfigError)?)),
+            None => None,
+        };
         let store = open_store(loaded).await?;
         let keys = load_keys(loaded, &store).await?;
         let engine = TokenEngine::new(token_settings, keys, Arc::new(SystemClock));
@@ -74,11 +81,6 @@ impl Application {
             }
             auth = auth.with_key_source(Arc::new(remote));
         }
-        let front = loaded.front()?;
-        let tls = match &front.tls {
-            Some((cert, key)) => Some(Arc::new(Tls::load(cert, key).map_err(ConfigError)?)),
-            None => None,
-        };
         // Installed before any request, so the first logins are counted.
         server::metrics::handle();
         let mut router = portcullis_http::router(AppState::new(auth.clone(), http));

@@ -141,7 +141,11 @@ fn uuid_v4() -> String {
     if let Some(b) = bytes.get_mut(8) {
         *b = (*b & 0x3f) | 0x80;
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = bytes.iter().fold(String::with_capacity(32), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     let part = |from: usize, to: usize| hex.get(from..to).unwrap_or_default();
     format!(
         "{}-{}-{}-{}-{}",

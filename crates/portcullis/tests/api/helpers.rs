@@ -515,6 +515,10 @@ impl Served {
         let addr = loop {
             let line = tokio::time::timeout_at(deadline, lines.next_line()).await;
             let Ok(Ok(Some(line))) = line else {
+                if line.is_err() {
+                    // Still running without saying where it listens: stop it.
+                    child.start_kill().ok();
+                }
                 let code = child.wait().await.ok().and_then(|s| s.code());
                 return Err(format!("{}(exit code {code:?})", log.lock().unwrap()));
             };
@@ -522,6 +526,10 @@ impl Served {
             log.lock().unwrap().push('\n');
             if let Some(rest) = line.split("addr=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            // ACCESS_LOG=json: the log is JSON lines.
+            if let Some(rest) = line.split(r#""addr":""#).nth(1) {
+                break rest.split('"').next().unwrap().to_owned();
             }
         };
         let sink = std::sync::Arc::clone(&log);
