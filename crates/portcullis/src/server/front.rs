@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use portcullis_http::ApiError;
 use tracing::Instrument as _;
 
-use super::metrics::{REQUESTS_TOTAL, REQUEST_SECONDS, UNMATCHED, method_label};
+use super::metrics::{REQUEST_SECONDS, REQUESTS_TOTAL, UNMATCHED, method_label};
 use crate::config::AccessLog;
 
 /// The request id header, read and returned.
@@ -63,11 +63,9 @@ pub(crate) async fn front(
     } else {
         // A body without a (truthful) Content-Length is cut at the limit
         // while it streams; readers see an error and answer 413.
-        let request = request.map(|body| {
-            Body::new(http_body_util::Limited::new(body, front.max_body_bytes))
-        });
-        match tokio::time::timeout(front.request_timeout, next.run(request).instrument(span))
-            .await
+        let request =
+            request.map(|body| Body::new(http_body_util::Limited::new(body, front.max_body_bytes)));
+        match tokio::time::timeout(front.request_timeout, next.run(request).instrument(span)).await
         {
             Ok(response) => response,
             Err(_) => timed_out(front.request_timeout),
@@ -216,7 +214,8 @@ pub(crate) async fn redirect(
         .uri()
         .path_and_query()
         .map_or("/", axum::http::uri::PathAndQuery::as_str);
-    let location = HeaderValue::from_str(&format!("https://{host}{port}{target}")).map_err(|_| bad)?;
+    let location =
+        HeaderValue::from_str(&format!("https://{host}{port}{target}")).map_err(|_| bad)?;
     Ok((
         StatusCode::PERMANENT_REDIRECT,
         [(header::LOCATION, location)],

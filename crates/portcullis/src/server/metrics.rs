@@ -49,7 +49,10 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!(REQUESTS_TOTAL, "HTTP requests answered, by route and status");
+    metrics::describe_counter!(
+        REQUESTS_TOTAL,
+        "HTTP requests answered, by route and status"
+    );
     metrics::describe_histogram!(
         REQUEST_SECONDS,
         metrics::Unit::Seconds,

@@ -69,7 +69,9 @@ pub(crate) fn main_router(router: Router, settings: &FrontSettings, tls: bool) -
 /// The plain-HTTP listener that sends everything to HTTPS.
 pub(crate) fn redirect_router(settings: &FrontSettings, https_port: u16) -> Router {
     with_front(
-        Router::new().fallback(front::redirect).with_state(https_port),
+        Router::new()
+            .fallback(front::redirect)
+            .with_state(https_port),
         settings,
         false,
     )
@@ -149,7 +151,11 @@ pub(crate) async fn serve(
     drop(tcp);
     let open = connections.len();
     if open > 0 {
-        tracing::info!(listener = name, open, "waiting for open connections to finish");
+        tracing::info!(
+            listener = name,
+            open,
+            "waiting for open connections to finish"
+        );
     }
     let drained = tokio::time::timeout(settings.shutdown_timeout, async {
         while connections.join_next().await.is_some() {}
@@ -214,8 +220,12 @@ impl Connection {
                 .await;
                 match handshake {
                     Ok(Ok(stream)) => self.drive(Tracked::new(stream, &activity), activity).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, remote = %self.remote, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(remote = %self.remote, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, remote = %self.remote, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        tracing::debug!(remote = %self.remote, "TLS handshake timed out");
+                    }
                 }
             }
             None => self.drive(Tracked::new(stream, &activity), activity).await,
@@ -245,10 +255,9 @@ impl Connection {
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(connection);
         let idle_limit = self.settings.keep_alive_timeout;
-        let mut tick = tokio::time::interval((idle_limit / 4).clamp(
-            Duration::from_millis(100),
-            Duration::from_secs(1),
-        ));
+        let mut tick = tokio::time::interval(
+            (idle_limit / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut closing = false;
         loop {

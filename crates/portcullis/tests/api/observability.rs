@@ -30,7 +30,10 @@ async fn request_ids_are_kept_or_made_and_returned() {
             .await
             .unwrap(),
     ] {
-        let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(is_uuid_v4(&id), "{id}");
         made.push(id);
     }
@@ -157,6 +160,8 @@ async fn scrape(url: &str) -> String {
 
 /// Counted in a child process of its own: the recorder is per process, so
 /// the values are exact.
+// The counts are small integers, exact in an f64.
+#[allow(clippy::float_cmp)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_logins_hash_queue_and_connections() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,7 +183,10 @@ async fn metrics_count_requests_logins_hash_queue_and_connections() {
             .json(&serde_json::json!({"username": username, "password": password}))
             .send()
     };
-    assert_eq!(login("alice", "right-password").await.unwrap().status(), 200);
+    assert_eq!(
+        login("alice", "right-password").await.unwrap().status(),
+        200
+    );
     assert_eq!(login("alice", "wrong").await.unwrap().status(), 401);
     assert_eq!(login("nobody", "wrong").await.unwrap().status(), 401);
     assert_eq!(login("ivan", "right-password").await.unwrap().status(), 401);
@@ -233,7 +241,10 @@ async fn metrics_count_requests_logins_hash_queue_and_connections() {
             .await
             .unwrap();
         assert_eq!(
-            crate::helpers::read_raw_reply(&mut stream).await.unwrap().status,
+            crate::helpers::read_raw_reply(&mut stream)
+                .await
+                .unwrap()
+                .status,
             200
         );
         held.push(stream);
@@ -268,7 +279,9 @@ async fn metrics_bind_moves_metrics_to_the_admin_listener() {
     let admin = app.metrics_addr.unwrap();
     let page = scrape(&format!("http://{admin}/metrics")).await;
     assert!(
-        page.contains(r#"portcullis_http_requests_total{method="GET",route="/healthz",status="200"}"#),
+        page.contains(
+            r#"portcullis_http_requests_total{method="GET",route="/healthz",status="200"}"#
+        ),
         "{page}"
     );
     // Only /metrics there.

@@ -21,7 +21,12 @@ async fn https_speaks_http2_and_http1_with_hsts() {
         (false, reqwest::Version::HTTP_2),
         (true, reqwest::Version::HTTP_11),
     ] {
-        let response = cert.client(app.addr, http1_only).get(&url).send().await.unwrap();
+        let response = cert
+            .client(app.addr, http1_only)
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.version(), version);
         assert_eq!(response.status(), 200);
         assert_eq!(
@@ -94,7 +99,12 @@ async fn the_redirect_listener_sends_everything_to_https() {
     );
     assert_eq!(response.headers()["location"], location.as_str());
     // Not over plain HTTP (RFC 6797 §7.2).
-    assert!(response.headers().get("strict-transport-security").is_none());
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
 
     // Following it lands on the API over TLS.
     let followed = cert
@@ -115,7 +125,10 @@ async fn the_redirect_listener_sends_everything_to_https() {
     .unwrap();
     let reply = crate::helpers::read_raw_reply(&mut stream).await.unwrap();
     assert_eq!(reply.status, 400);
-    assert_eq!(reply.body, "A Host header naming this server is required.\n");
+    assert_eq!(
+        reply.body,
+        "A Host header naming this server is required.\n"
+    );
     app.stop().await;
 }
 
@@ -126,7 +139,10 @@ async fn tls_settings_are_checked() {
     let db = crate::helpers::TestDatabase::new(Backend::Sqlite).await;
     let cases = [
         (
-            format!("tls_cert_file = {:?}\n", cert.cert_file.display().to_string()),
+            format!(
+                "tls_cert_file = {:?}\n",
+                cert.cert_file.display().to_string()
+            ),
             "TLS_CERT_FILE (`tls_cert_file`, from default) and TLS_KEY_FILE (`tls_key_file`, from default) go together",
         ),
         (
@@ -160,10 +176,7 @@ async fn tls_settings_are_checked() {
             .await
             .map(|_| ())
             .unwrap_err();
-        assert!(
-            format!("{error:#}").contains(expected),
-            "{toml}: {error:#}"
-        );
+        assert!(format!("{error:#}").contains(expected), "{toml}: {error:#}");
     }
 }
 
