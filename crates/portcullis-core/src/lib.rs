@@ -24,3 +24,13 @@ pub use store::{
 };
 pub use throttle::{ThrottleSettings, throttle_key_for_username};
 pub use user::{NewUser, User, Username};
+
+/// Counter of logins (`/api/token/`, `/api/token/sliding/`) by `result`:
+/// `success`, `bad_credentials` (unknown user or wrong password),
+/// `inactive` (right password, inactive account) or `error`. Recorded
+/// through the `metrics` facade; the server installs the exporter.
+pub const LOGINS_TOTAL: &str = "portcullis_logins_total";
+
+/// Histogram of the seconds a password hash or verification waited for a
+/// hashing slot (the semaphore sized to the cores).
+pub const HASH_QUEUE_SECONDS: &str = "portcullis_password_hash_queue_seconds";

@@ -123,10 +123,15 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, String> {
+        // The queue time is what a login flood costs honest users: exported
+        // as a histogram so an operator sees the semaphore saturate before
+        // logins time out.
+        let queued = std::time::Instant::now();
         let _permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
+        metrics::histogram!(crate::HASH_QUEUE_SECONDS).record(queued.elapsed().as_secs_f64());
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(work))
             .await

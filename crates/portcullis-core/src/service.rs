@@ -637,9 +637,25 @@ impl AuthService {
             .settings
             .throttle
             .keys(&credentials.username, credentials.client);
-        self.check_throttle(&keys).await?;
-        match self.check_credentials(credentials).await {
-            Err(AuthError::NoActiveAccount) => {
+        if let Err(refused) = self.check_throttle(&keys).await {
+            if matches!(refused, AuthError::Throttled(_)) {
+                metrics::counter!(crate::LOGINS_TOTAL, "result" => "throttled").increment(1);
+            }
+            return Err(refused);
+        }
+        let outcome = self.check_credentials(credentials).await;
+        let result = match &outcome {
+            Ok(_) => "success",
+            Err(AuthError::NoActiveAccount) => "bad_credentials",
+            Err(AuthError::UserInactive) => "inactive",
+            Err(_) => "error",
+        };
+        metrics::counter!(crate::LOGINS_TOTAL, "result" => result).increment(1);
+        match outcome {
+            // simplejwt gives an inactive account the same answer as a wrong
+            // password (only the metric tells them apart), and both count
+            // against the throttle alike.
+            Err(AuthError::NoActiveAccount | AuthError::UserInactive) => {
                 self.count_failure(&keys).await?;
                 Err(AuthError::NoActiveAccount)
             }
@@ -716,7 +732,7 @@ impl AuthService {
             return Err(AuthError::NoActiveAccount);
         };
         if self.settings.check_user_is_active && !user.is_active {
-            return Err(AuthError::NoActiveAccount);
+            return Err(AuthError::UserInactive);
         }
         if verified.needs_rehash {
             // Django's `check_password` upgrades outdated hashes on login;

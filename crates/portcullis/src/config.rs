@@ -180,6 +180,39 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `LOG`: a tracing filter such as `info` or `portcullis=debug`.
     pub log: String,
+    /// `ACCESS_LOG`: `off`, `text` (one `key=value` line per request) or
+    /// `json` (every log line, access lines included, as JSON).
+    pub access_log: String,
+    /// `TLS_CERT_FILE`: a PEM certificate chain; with `TLS_KEY_FILE`, BIND
+    /// speaks HTTPS (HTTP/2 and HTTP/1.1). Reloaded on SIGHUP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `TLS_KEY_FILE`: the PEM private key of `TLS_CERT_FILE`.
+    pub tls_key_file: Option<PathBuf>,
+    /// `HSTS_MAX_AGE`: `Strict-Transport-Security: max-age` sent with TLS;
+    /// 0 sends `max-age=0`, which tells browsers to forget the policy.
+    pub hsts_max_age: Seconds,
+    /// `HTTP_REDIRECT_BIND`: a plain-HTTP address answering every request
+    /// with a 308 to the same path over HTTPS (needs TLS).
+    pub http_redirect_bind: Option<String>,
+    /// `METRICS_BIND`: serve `GET /metrics` only on this (admin) address;
+    /// unset: on BIND.
+    pub metrics_bind: Option<String>,
+    /// `MAX_HEADER_BYTES`: the request line and headers together (HTTP/1.1)
+    /// or the header list (HTTP/2); larger gets 431. At least 8192.
+    pub max_header_bytes: usize,
+    /// `REQUEST_TIMEOUT`: a request not answered within this gets 408.
+    pub request_timeout: Seconds,
+    /// `HEADER_READ_TIMEOUT`: a client must send its request headers (and
+    /// finish the TLS handshake) within this, else the connection closes.
+    pub header_read_timeout: Seconds,
+    /// `KEEP_ALIVE_TIMEOUT`: an idle connection is closed after this.
+    pub keep_alive_timeout: Seconds,
+    /// `MAX_CONNECTIONS`: connections beyond this wait in the listen
+    /// backlog until one closes.
+    pub max_connections: usize,
+    /// `SHUTDOWN_TIMEOUT`: after SIGTERM, how long in-flight requests may
+    /// take before their connections are cut.
+    pub shutdown_timeout: Seconds,
     /// `TRUSTED_PROXIES`: CIDR blocks of the reverse proxies whose
     /// `X-Forwarded-For` names the client; empty: the TCP peer is the client.
     pub trusted_proxies: List,
@@ -328,8 +361,60 @@ impl Default for Config {
             login_failure_window: Seconds(auth.throttle.window),
             login_lockout: Seconds(auth.throttle.lockout),
             login_backoff_after: auth.throttle.backoff_after,
+            access_log: "text".to_owned(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            hsts_max_age: Seconds(365 * 86_400),
+            http_redirect_bind: None,
+            metrics_bind: None,
+            max_header_bytes: 32 * 1024,
+            request_timeout: Seconds(30),
+            header_read_timeout: Seconds(10),
+            keep_alive_timeout: Seconds(60),
+            max_connections: 4096,
+            shutdown_timeout: Seconds(30),
         }
     }
+}
+
+/// How requests are logged (`ACCESS_LOG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// No access lines.
+    Off,
+    /// One `key=value` line per request.
+    Text,
+    /// The whole log as JSON lines, one per request among them.
+    Json,
+}
+
+/// The checked settings of the server front: TLS, listeners and limits.
+#[derive(Debug, Clone)]
+pub struct FrontSettings {
+    /// The PEM certificate chain and key files, when TLS is on.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `Strict-Transport-Security` max-age in seconds (sent with TLS only).
+    pub hsts_max_age: u64,
+    /// The plain-HTTP listener that redirects to HTTPS.
+    pub redirect_bind: Option<SocketAddr>,
+    /// The admin listener for `/metrics`.
+    pub metrics_bind: Option<SocketAddr>,
+    /// The access log.
+    pub access_log: AccessLog,
+    /// Request line plus headers, in bytes.
+    pub max_header_bytes: usize,
+    /// Request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Time to answer one request.
+    pub request_timeout: std::time::Duration,
+    /// Time to send the request headers (and the TLS handshake).
+    pub header_read_timeout: std::time::Duration,
+    /// Idle time before a connection is closed.
+    pub keep_alive_timeout: std::time::Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Bound on the drain after SIGTERM.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// A configuration that cannot be used, with where the value came from.
@@ -748,12 +833,101 @@ impl Loaded {
 
     /// The listening address.
     pub fn bind(&self) -> Result<SocketAddr, ConfigError> {
-        self.config.bind.parse().map_err(|_| {
+        self.address("bind", &self.config.bind)
+    }
+
+    /// A `HOST:PORT` setting, parsed.
+    fn address(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value.parse().map_err(|_| {
             ConfigError(format!(
-                "{}: {:?} is not an address; use HOST:PORT such as 127.0.0.1:8000 or 0.0.0.0:8000",
-                self.origin("bind"),
-                self.config.bind
+                "{}: {value:?} is not an address; use HOST:PORT such as 127.0.0.1:8000 or 0.0.0.0:8000",
+                self.origin(key),
             ))
+        })
+    }
+
+    /// An optional `HOST:PORT` setting; empty counts as unset.
+    fn optional_address(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        value
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| self.address(key, v.trim()))
+            .transpose()
+    }
+
+    /// The front's settings (TLS, listeners, limits, logging), checked.
+    pub fn front(&self) -> Result<FrontSettings, ConfigError> {
+        let c = &self.config;
+        let tls = match (&c.tls_cert_file, &c.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError(format!(
+                    "{} and {} go together: set both (PEM files) for HTTPS, or neither for plain HTTP",
+                    self.origin("tls_cert_file"),
+                    self.origin("tls_key_file")
+                )));
+            }
+        };
+        let redirect_bind =
+            self.optional_address("http_redirect_bind", c.http_redirect_bind.as_deref())?;
+        if redirect_bind.is_some() && tls.is_none() {
+            return Err(ConfigError(format!(
+                "{} redirects to HTTPS, which needs TLS_CERT_FILE and TLS_KEY_FILE; set them or unset it",
+                self.origin("http_redirect_bind")
+            )));
+        }
+        let access_log = match c.access_log.trim() {
+            "off" => AccessLog::Off,
+            "text" => AccessLog::Text,
+            "json" => AccessLog::Json,
+            other => {
+                return Err(ConfigError(format!(
+                    "{}: {other:?} is not an access log format; use off, text or json",
+                    self.origin("access_log")
+                )));
+            }
+        };
+        // hyper refuses a smaller read buffer (and panics on one).
+        if c.max_header_bytes < 8192 {
+            return Err(ConfigError(format!(
+                "{}: {} is too small; use at least 8192 (bytes)",
+                self.origin("max_header_bytes"),
+                c.max_header_bytes
+            )));
+        }
+        if c.max_connections == 0 {
+            return Err(ConfigError(format!(
+                "{} must be at least 1",
+                self.origin("max_connections")
+            )));
+        }
+        let positive = |key: &str, value: Seconds| {
+            if value.0 == 0 {
+                Err(ConfigError(format!(
+                    "{} must be at least 1 second",
+                    self.origin(key)
+                )))
+            } else {
+                Ok(std::time::Duration::from_secs(value.0.unsigned_abs()))
+            }
+        };
+        Ok(FrontSettings {
+            tls,
+            hsts_max_age: c.hsts_max_age.0.unsigned_abs(),
+            redirect_bind,
+            metrics_bind: self.optional_address("metrics_bind", c.metrics_bind.as_deref())?,
+            access_log,
+            max_header_bytes: c.max_header_bytes,
+            max_body_bytes: c.max_body_bytes,
+            request_timeout: positive("request_timeout", c.request_timeout)?,
+            header_read_timeout: positive("header_read_timeout", c.header_read_timeout)?,
+            keep_alive_timeout: positive("keep_alive_timeout", c.keep_alive_timeout)?,
+            max_connections: c.max_connections,
+            shutdown_timeout: std::time::Duration::from_secs(c.shutdown_timeout.0.unsigned_abs()),
         })
     }
 

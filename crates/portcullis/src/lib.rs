@@ -6,4 +6,5 @@ pub mod commands;
 pub mod config;
 pub mod import;
 pub mod keyring;
+pub mod server;
 pub mod startup;

@@ -19,11 +19,18 @@ async fn main() -> ExitCode {
         }
     };
     let filter = EnvFilter::try_new(&loaded.config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    // ACCESS_LOG=json: one format per stream, so log shippers parse every
+    // line (an unknown value is reported by `serve`'s settings check).
+    if loaded.config.access_log.trim() == "json" {
+        subscriber.json().init();
+    } else {
+        subscriber
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     match portcullis::commands::run(cli.command, &loaded).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

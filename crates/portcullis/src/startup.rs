@@ -14,9 +14,11 @@ use portcullis_http::{AppState, HttpSettings};
 use portcullis_store::SqlStore;
 use portcullis_token::{SigningKeys, SystemClock, TokenEngine, is_hmac};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::config::{ConfigError, Loaded, secret_bytes};
+use crate::config::{ConfigError, FrontSettings, Loaded, secret_bytes};
 use crate::keyring::{self, RemoteJwks, Rotation};
+use crate::server::{self, Listener, Tls};
 
 /// Where a generated HMAC secret is kept (in the database, so every node
 /// that shares it signs with the same key).
@@ -26,6 +28,14 @@ const GENERATED_KEY_SETTING: &str = "generated_signing_key";
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    /// The plain-HTTP listener that redirects to HTTPS (`HTTP_REDIRECT_BIND`).
+    redirect: Option<TcpListener>,
+    /// The admin listener for `/metrics` (`METRICS_BIND`).
+    metrics: Option<TcpListener>,
+    tls: Option<Arc<Tls>>,
+    front: FrontSettings,
+    /// Every route of the main listener, in one router: the serving loop
+    /// wraps it with the front middleware (request id, limits, metrics).
     router: Router,
     store: SqlStore,
     auth: AuthService,
@@ -54,6 +64,13 @@ impl Application {
         let (statics, upstreams) = loaded.mounts()?;
         let proxy_timeouts = loaded.proxy_timeouts()?;
         let bind = loaded.bind()?;
+        // Settings and certificate files first: a typo fails before the
+        // database is touched.
+        let front = loaded.front()?;
+        let tls = match &front.tls {
+            Some((cert, key)) => Some(Arc::new(Tls::load(cert, key).map_err(ConfigError)?)),
+            None => None,
+        };
         let store = open_store(loaded).await?;
         let keys = load_keys(loaded, &store).await?;
         let engine = TokenEngine::new(token_settings, keys, Arc::new(SystemClock));
@@ -71,17 +88,32 @@ impl Application {
             }
             auth = auth.with_key_source(Arc::new(remote));
         }
+        // Installed before any request, so the first logins are counted.
+        server::metrics::handle();
         let state = AppState::new(auth.clone(), http);
+        let mut api = portcullis_http::router(state.clone());
+        if front.metrics_bind.is_none() {
+            api = api.merge(server::metrics::router());
+        }
         // API routes first; then `[[static]]` and `[[upstream]]` mounts by
         // longest prefix (portcullis-front).
-        let router =
-            portcullis_front::Front::new(state.clone(), statics, upstreams, proxy_timeouts)
-                .behind(portcullis_http::router(state));
-        let listener = TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("cannot listen on {bind} (BIND)"))?;
+        let router = portcullis_front::Front::new(state, statics, upstreams, proxy_timeouts)
+            .behind(api);
+        let listener = bind_listener(bind, "BIND").await?;
+        let redirect = match front.redirect_bind {
+            Some(addr) => Some(bind_listener(addr, "HTTP_REDIRECT_BIND").await?),
+            None => None,
+        };
+        let metrics = match front.metrics_bind {
+            Some(addr) => Some(bind_listener(addr, "METRICS_BIND").await?),
+            None => None,
+        };
         Ok(Self {
             listener,
+            redirect,
+            metrics,
+            tls,
+            front,
             router,
             store,
             auth,
@@ -104,13 +136,35 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serve until `shutdown` completes, then finish in-flight requests.
+    /// The plain-HTTP redirect listener's address, if `HTTP_REDIRECT_BIND` is set.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The admin (`/metrics`) listener's address, if `METRICS_BIND` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serve until `shutdown` completes; then stop accepting, let in-flight
+    /// requests finish for at most `SHUTDOWN_TIMEOUT`, and return.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
-        tracing::info!(%addr, backend = self.store.backend(), "portcullis is listening");
+        let https_port = addr.port();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        // Before "listening": a SIGHUP right after it must reload, not kill.
+        let hangup = reload_on_hangup(self.tls.clone());
+        tracing::info!(
+            %addr,
+            scheme,
+            redirect_addr = ?self.redirect_addr(),
+            metrics_addr = ?self.metrics_addr(),
+            backend = self.store.backend(),
+            "portcullis is listening"
+        );
         // The background tasks live exactly as long as this future: a
         // JoinSet aborts them when dropped, so a server whose future is
         // dropped (not stopped) leaves no task holding a database
@@ -125,21 +179,86 @@ impl Application {
         if let Some(every) = self.prune_interval {
             background.spawn(prune_task(self.store.clone(), every));
         }
-        // The peer address reaches handlers as `ConnectInfo` (see
-        // `portcullis_http::client_address`: sessions and login throttling)
-        // and feeds the proxy's X-Forwarded-For.
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let settings = Arc::new(self.front);
+        let mut listeners = vec![Listener {
+            name: "main",
+            tcp: self.listener,
+            router: server::main_router(self.router, &settings, self.tls.is_some()),
+            tls: self.tls,
+        }];
+        if let Some(tcp) = self.redirect {
+            listeners.push(Listener {
+                name: "redirect",
+                tcp,
+                router: server::redirect_router(&settings, https_port),
+                tls: None,
+            });
+        }
+        if let Some(tcp) = self.metrics {
+            listeners.push(Listener {
+                name: "metrics",
+                tcp,
+                router: server::metrics_router(&settings),
+                tls: None,
+            });
+        }
+        let (stop, stopped) = watch::channel(false);
+        let mut servers = tokio::task::JoinSet::new();
+        for listener in listeners {
+            servers.spawn(server::serve(
+                listener,
+                Arc::clone(&settings),
+                stopped.clone(),
+            ));
+        }
+        shutdown.await;
+        stop.send_replace(true);
+        while let Some(served) = servers.join_next().await {
+            served.context("a listener failed")?;
+        }
         background.shutdown().await;
-        served.context("the server failed")?;
+        if let Some(hangup) = hangup {
+            hangup.abort();
+        }
         self.store.close().await;
         tracing::info!("portcullis stopped");
         Ok(())
+    }
+}
+
+async fn bind_listener(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({setting})"))
+}
+
+/// On SIGHUP, read `TLS_CERT_FILE` and `TLS_KEY_FILE` again. Connections
+/// already open keep the certificate they shook hands with; a bad file
+/// keeps the old certificate. The handler is installed now (not when the
+/// task first runs), so a SIGHUP right after start is not fatal.
+fn reload_on_hangup(tls: Option<Arc<Tls>>) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        let tls = tls?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .inspect_err(|e| tracing::error!(error = %e, "cannot listen for SIGHUP"))
+            .ok()?;
+        Some(tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: cannot reload the TLS certificate; keeping the old one"
+                    ),
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        drop(tls);
+        None
     }
 }
 

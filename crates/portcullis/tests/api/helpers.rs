@@ -156,6 +156,12 @@ impl Drop for TestDatabase {
 /// A running server.
 pub(crate) struct TestApp {
     pub(crate) base: String,
+    /// The main listener.
+    pub(crate) addr: std::net::SocketAddr,
+    /// `HTTP_REDIRECT_BIND`'s listener, when configured.
+    pub(crate) redirect_addr: Option<std::net::SocketAddr>,
+    /// `METRICS_BIND`'s listener, when configured.
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     pub(crate) client: reqwest::Client,
     pub(crate) auth: AuthService,
     shutdown: Option<oneshot::Sender<()>>,
@@ -181,6 +187,8 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("build: {e:#}"));
         let addr = app.local_addr().unwrap();
+        let redirect_addr = app.redirect_addr();
+        let metrics_addr = app.metrics_addr();
         let auth = app.auth().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -192,6 +200,9 @@ impl TestApp {
         });
         Self {
             base: format!("http://{addr}"),
+            addr,
+            redirect_addr,
+            metrics_addr,
             client: reqwest::Client::builder().build().unwrap(),
             auth,
             shutdown: Some(tx),
@@ -548,6 +559,8 @@ pub(crate) async fn run(mut command: tokio::process::Command, stdin: &str) -> Ou
 pub(crate) struct Served {
     pub(crate) child: tokio::process::Child,
     pub(crate) base: String,
+    /// `HOST:PORT` of the main listener.
+    pub(crate) addr: String,
     pub(crate) log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -566,6 +579,10 @@ impl Served {
         let addr = loop {
             let line = tokio::time::timeout_at(deadline, lines.next_line()).await;
             let Ok(Ok(Some(line))) = line else {
+                if line.is_err() {
+                    // Still running without saying where it listens: stop it.
+                    child.start_kill().ok();
+                }
                 let code = child.wait().await.ok().and_then(|s| s.code());
                 return Err(format!("{}(exit code {code:?})", log.lock().unwrap()));
             };
@@ -573,6 +590,10 @@ impl Served {
             log.lock().unwrap().push('\n');
             if let Some(rest) = line.split("addr=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            // ACCESS_LOG=json: the log is JSON lines.
+            if let Some(rest) = line.split(r#""addr":""#).nth(1) {
+                break rest.split('"').next().unwrap().to_owned();
             }
         };
         let sink = std::sync::Arc::clone(&log);
@@ -585,6 +606,7 @@ impl Served {
         Ok(Self {
             child,
             base: format!("http://{addr}"),
+            addr,
             log,
         })
     }
@@ -606,15 +628,46 @@ impl Served {
             .unwrap()
     }
 
-    /// Send SIGTERM and wait for the exit code.
-    pub(crate) async fn terminate(mut self) -> (i32, String) {
+    /// Send a signal (`TERM`, `HUP`, …) to the server.
+    pub(crate) async fn signal(&self, name: &str) {
         let pid = self.child.id().unwrap().to_string();
-        let killed = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
+        let sent = tokio::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
             .status()
             .await
             .unwrap();
-        assert!(killed.success());
+        assert!(sent.success(), "kill -{name} {pid} failed");
+    }
+
+    /// What the server has logged so far.
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Poll the log until it contains `needle` (within 20 s).
+    pub(crate) async fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the log never said {needle:?}:\n{log}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Send SIGTERM and wait for the exit code.
+    pub(crate) async fn terminate(self) -> (i32, String) {
+        self.signal("TERM").await;
+        self.exit().await
+    }
+
+    /// Wait (at most 20 s) for the process to exit: its code and log.
+    pub(crate) async fn exit(mut self) -> (i32, String) {
         let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
             .await
             .unwrap()
@@ -623,4 +676,117 @@ impl Served {
         let log = self.log.lock().unwrap().clone();
         (status.code().unwrap_or(-1), log)
     }
+}
+
+/// A self-signed certificate for `localhost` (and 127.0.0.1), written as
+/// `NAME.crt` and `NAME.key` in `dir`.
+pub(crate) struct TestCert {
+    pub(crate) pem: String,
+    pub(crate) cert_file: std::path::PathBuf,
+    pub(crate) key_file: std::path::PathBuf,
+}
+
+impl TestCert {
+    pub(crate) fn new(dir: &std::path::Path, name: &str) -> Self {
+        let made = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .unwrap();
+        let pem = made.cert.pem();
+        let cert_file = dir.join(format!("{name}.crt"));
+        let key_file = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_file, &pem).unwrap();
+        std::fs::write(&key_file, made.signing_key.serialize_pem()).unwrap();
+        Self {
+            pem,
+            cert_file,
+            key_file,
+        }
+    }
+
+    /// `tls_cert_file` and `tls_key_file` as TOML lines.
+    pub(crate) fn toml(&self) -> String {
+        format!(
+            "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            self.cert_file.display().to_string(),
+            self.key_file.display().to_string()
+        )
+    }
+
+    /// A client trusting only this certificate, reaching `localhost` at
+    /// `addr`; HTTP/2 through ALPN unless `http1_only`.
+    pub(crate) fn client(&self, addr: std::net::SocketAddr, http1_only: bool) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.pem.as_bytes()).unwrap()])
+            .resolve("localhost", addr)
+            .redirect(reqwest::redirect::Policy::none());
+        if http1_only {
+            builder = builder.http1_only();
+        }
+        builder.build().unwrap()
+    }
+}
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub(crate) struct RawReply {
+    pub(crate) status: u16,
+    /// The head, lowercased, without the status line.
+    pub(crate) head: String,
+    pub(crate) body: String,
+}
+
+/// Read one HTTP/1.1 response (with a `Content-Length`) from `stream`;
+/// `None` if the server closed the connection before a whole response.
+pub(crate) async fn read_raw_reply(stream: &mut tokio::net::TcpStream) -> Option<RawReply> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buffer = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buffer.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(RawReply {
+        status,
+        head,
+        body: String::from_utf8_lossy(&buffer[head_end..head_end + length]).into_owned(),
+    })
+}
+
+/// Whether the server closes `stream` (EOF or reset) within `within`,
+/// reading and discarding anything it sends first.
+pub(crate) async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut chunk = [0_u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
 }

@@ -10,8 +10,6 @@
     clippy::indexing_slicing
 )]
 
-mod helpers;
-
 mod admin;
 mod cli;
 mod compat;
@@ -22,12 +20,18 @@ mod flows;
 mod front;
 mod front_helpers;
 mod hardening;
+mod helpers;
 mod hostile;
 mod interop;
 mod keys;
 mod library;
+mod limits;
 mod multinode;
+mod observability;
 mod secrets;
 mod sessions;
+mod shutdown;
 mod throttle;
 mod timing;
+mod tls;
+

@@ -1,0 +1,224 @@
+//! What every request passes through before and after the router: the
+//! request id, the body limit, the request timeout, HSTS, the metrics and
+//! the access log. One middleware, applied with `Router::layer` so it runs
+//! after routing and sees axum's [`MatchedPath`] (the route label).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use portcullis_http::ApiError;
+use tracing::Instrument as _;
+
+use super::metrics::{REQUEST_SECONDS, REQUESTS_TOTAL, UNMATCHED, method_label};
+use crate::config::AccessLog;
+
+/// The request id header, read and returned.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The longest client-sent request id we keep; longer ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// What the middleware needs to know.
+#[derive(Debug)]
+pub(crate) struct Front {
+    pub(crate) max_body_bytes: usize,
+    pub(crate) request_timeout: Duration,
+    /// `Strict-Transport-Security`, on the TLS listener only (RFC 6797
+    /// §7.2: a host must not send it over plain HTTP).
+    pub(crate) hsts: Option<HeaderValue>,
+    pub(crate) access_log: AccessLog,
+}
+
+/// The middleware.
+pub(crate) async fn front(
+    State(front): State<Arc<Front>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let id = request_id(request.headers());
+    // Handlers and an upstream behind the proxy see the same id.
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| UNMATCHED.to_owned(), |m| m.as_str().to_owned());
+    // The query is left out of the log: it may carry a token.
+    let path = request.uri().path().to_owned();
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let version = request.version();
+    let span = tracing::info_span!("request", request_id = %id.to_str().unwrap_or_default());
+
+    let mut response = if too_large(request.headers(), front.max_body_bytes) {
+        ApiError::PayloadTooLarge(front.max_body_bytes).into_response()
+    } else {
+        // A body without a (truthful) Content-Length is cut at the limit
+        // while it streams; readers see an error and answer 413.
+        let request =
+            request.map(|body| Body::new(http_body_util::Limited::new(body, front.max_body_bytes)));
+        match tokio::time::timeout(front.request_timeout, next.run(request).instrument(span)).await
+        {
+            Ok(response) => response,
+            Err(_) => timed_out(front.request_timeout),
+        }
+    };
+
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, id.clone());
+    if let Some(hsts) = &front.hsts {
+        headers
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert_with(|| hsts.clone());
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let labels = [
+        ("method", method_label(&method).to_owned()),
+        ("route", route.clone()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!(REQUESTS_TOTAL, &labels).increment(1);
+    metrics::histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
+    if front.access_log != AccessLog::Off {
+        // Never headers, cookies or bodies: only what identifies the request.
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = %id.to_str().unwrap_or_default(),
+            remote = %remote.map(|r| r.to_string()).unwrap_or_default(),
+            method = %method,
+            path = %path,
+            route = %route,
+            version = ?version,
+            status,
+            duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+    response
+}
+
+/// The client's `X-Request-Id` if it is a sane token (1–128 characters of
+/// `A–Z a–z 0–9 - _ . : / + =`, as proxies and tracing systems make them),
+/// else a fresh UUID v4. A bad one is replaced, not refused: it is only a
+/// correlation aid, and a log must not carry what a client injected.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID)
+        .filter(|v| {
+            let bytes = v.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid_v4()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        })
+}
+
+/// A random UUID (RFC 9562 version 4) from the system's random source.
+fn uuid_v4() -> String {
+    let mut bytes = [0_u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return "00000000-0000-4000-8000-000000000000".to_owned();
+    }
+    if let Some(b) = bytes.get_mut(6) {
+        *b = (*b & 0x0f) | 0x40;
+    }
+    if let Some(b) = bytes.get_mut(8) {
+        *b = (*b & 0x3f) | 0x80;
+    }
+    let hex = bytes.iter().fold(String::with_capacity(32), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    let part = |from: usize, to: usize| hex.get(from..to).unwrap_or_default();
+    format!(
+        "{}-{}-{}-{}-{}",
+        part(0, 8),
+        part(8, 12),
+        part(12, 16),
+        part(16, 20),
+        part(20, 32)
+    )
+}
+
+fn too_large(headers: &HeaderMap, limit: usize) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX))
+}
+
+/// 408: the only slow parts of a request here are the client sending its
+/// body and the queue for a password-hashing slot; both say "try again"
+/// (RFC 9110 §15.5.9), and the connection is closed as 408 asks.
+fn timed_out(limit: Duration) -> Response {
+    let body = serde_json::json!({
+        "detail": format!(
+            "The request was not completed within {} seconds (REQUEST_TIMEOUT).",
+            limit.as_secs()
+        ),
+        "code": "request_timeout",
+    });
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        [(header::CONNECTION, HeaderValue::from_static("close"))],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// The plain-HTTP listener's only answer: 308 to the same path and query
+/// on HTTPS, at the TLS listener's port (RFC 9110 §15.4.9 keeps the method
+/// and body, unlike 301).
+pub(crate) async fn redirect(
+    State(https_port): State<u16>,
+    request: Request,
+) -> Result<Response, (StatusCode, &'static str)> {
+    let bad = (
+        StatusCode::BAD_REQUEST,
+        "A Host header naming this server is required.\n",
+    );
+    let authority = match request.headers().get(header::HOST) {
+        Some(host) => host
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<axum::http::uri::Authority>().ok()),
+        None => request.uri().authority().cloned(),
+    }
+    .ok_or(bad)?;
+    let host = authority.host();
+    if host.is_empty() || authority.as_str().contains('@') {
+        return Err(bad);
+    }
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str);
+    let location =
+        HeaderValue::from_str(&format!("https://{host}{port}{target}")).map_err(|_| bad)?;
+    Ok((
+        StatusCode::PERMANENT_REDIRECT,
+        [(header::LOCATION, location)],
+    )
+        .into_response())
+}
