@@ -97,8 +97,8 @@ impl Application {
         }
         // API routes first; then `[[static]]` and `[[upstream]]` mounts by
         // longest prefix (portcullis-front).
-        let router = portcullis_front::Front::new(state, statics, upstreams, proxy_timeouts)
-            .behind(api);
+        let router =
+            portcullis_front::Front::new(state, statics, upstreams, proxy_timeouts).behind(api);
         let listener = bind_listener(bind, "BIND").await?;
         let redirect = match front.redirect_bind {
             Some(addr) => Some(bind_listener(addr, "HTTP_REDIRECT_BIND").await?),

@@ -34,4 +34,3 @@ mod shutdown;
 mod throttle;
 mod timing;
 mod tls;
-
