@@ -78,7 +78,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn fixed(bind: SocketAddr) -> anyhow::Result<()> {
-    let app = Router::new().fallback(|| async { ([(header::CONTENT_TYPE, "application/json")], BODY) });
+    let app =
+        Router::new().fallback(|| async { ([(header::CONTENT_TYPE, "application/json")], BODY) });
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -102,7 +103,9 @@ async fn hold(addr: SocketAddr, count: usize, path: &str) -> anyhow::Result<()> 
             .await
             .context("no answer within 10 s")??;
         anyhow::ensure!(
-            buffer.get(..read).is_some_and(|b| b.starts_with(b"HTTP/1.1 200")),
+            buffer
+                .get(..read)
+                .is_some_and(|b| b.starts_with(b"HTTP/1.1 200")),
             "connection {} was not answered 200",
             i + 1
         );

@@ -21,9 +21,7 @@ fn password(c: &mut Criterion) {
         .expect("a runtime");
     let hasher = PasswordHasher::new(HashParams::default(), 1).expect("a hasher");
     let secret = || SecretString::from("correct horse battery staple");
-    let stored = runtime
-        .block_on(hasher.hash(secret()))
-        .expect("a hash");
+    let stored = runtime.block_on(hasher.hash(secret())).expect("a hash");
 
     let mut group = c.benchmark_group("argon2id-default");
     // Each iteration takes tens of milliseconds.
@@ -41,7 +39,11 @@ fn password(c: &mut Criterion) {
         });
     });
     group.bench_function("verify-unknown-user", |b| {
-        b.iter(|| runtime.block_on(hasher.verify(secret(), None)).expect("verified"));
+        b.iter(|| {
+            runtime
+                .block_on(hasher.verify(secret(), None))
+                .expect("verified")
+        });
     });
     group.finish();
 }

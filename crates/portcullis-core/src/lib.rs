@@ -11,6 +11,7 @@ mod revocation;
 mod service;
 mod store;
 mod user;
+mod user_cache;
 
 pub use error::{AuthError, TokenMessage};
 pub use password::{HashParams, PasswordHasher, Verified};

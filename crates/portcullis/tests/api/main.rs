@@ -21,3 +21,4 @@ mod interop;
 mod keys;
 mod library;
 mod sessions;
+mod user_cache;
