@@ -3,7 +3,8 @@
 -- write), never an answer from the reuse grace window.
 --
 -- Each thread starts with its share of the tokens in $BENCH_TOKENS (one
--- per line, as many as connections) and, as each answer comes back, puts
+-- per line, one per connection plus one per thread: wrk calls request()
+-- once on the first thread before connecting, to check the script) and, as each answer comes back, puts
 -- the rotated refresh token it carries back into its pool: the chains a
 -- real client follows, refresh after refresh. A request is only made when
 -- the previous answer on its connection is in, so the pool never runs dry
