@@ -653,10 +653,14 @@ impl AuthService {
             .await?
         {
             RotationClaim::Won => Ok(rotated),
+            // A grace of 0 is "never", even for a loser whose `now` was read
+            // in the second before the winner's `rotated_at`.
             RotationClaim::AlreadyRotated {
                 rotated_at,
                 successor,
-            } if now < rotated_at.saturating_add(self.settings.refresh_reuse_grace) => {
+            } if self.settings.refresh_reuse_grace > 0
+                && now < rotated_at.saturating_add(self.settings.refresh_reuse_grace) =>
+            {
                 Ok(reissue(&rotated, settings, &successor))
             }
             RotationClaim::AlreadyRotated { .. } => {
