@@ -53,6 +53,10 @@ pub enum AuthError {
     /// `{"old_password":["Wrong password."]}`.
     #[error("Wrong password.")]
     WrongPassword,
+    /// Login throttling refused the attempt: 429 with `Retry-After` and
+    /// DRF's `Throttled` body; the value is the wait in whole seconds.
+    #[error("Request was throttled. Expected available in {0} second{s}.", s = if *.0 == 1 { "" } else { "s" })]
+    Throttled(u64),
     /// The storage failed: 500, logged, never shown.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -77,5 +81,23 @@ impl AuthError {
             Self::PasswordChanged => Rejection::PasswordChanged,
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuthError;
+
+    /// DRF's `Throttled` wording, singular at exactly one second.
+    #[test]
+    fn throttled_wording_is_drfs() {
+        assert_eq!(
+            AuthError::Throttled(1).to_string(),
+            "Request was throttled. Expected available in 1 second."
+        );
+        assert_eq!(
+            AuthError::Throttled(900).to_string(),
+            "Request was throttled. Expected available in 900 seconds."
+        );
     }
 }

@@ -10,6 +10,7 @@ mod password;
 mod revocation;
 mod service;
 mod store;
+mod throttle;
 mod user;
 mod user_cache;
 
@@ -19,7 +20,8 @@ pub use service::{
     AuthService, AuthSettings, Authenticated, Credentials, KeySource, SESSION_CLAIM, TokenPair,
 };
 pub use store::{
-    ImportedUser, OutstandingToken, Revocations, RotationClaim, Session, Store, StoreError,
-    Successor, Upserted,
+    Client, ImportedUser, LoginFailures, OutstandingToken, Revocations, RotationClaim, Session,
+    Store, StoreError, Successor, Upserted,
 };
+pub use throttle::{ThrottleSettings, throttle_key_for_username};
 pub use user::{NewUser, User, Username};

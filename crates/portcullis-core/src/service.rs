@@ -2,6 +2,7 @@
 //! [`TokenEngine`]. Each method cites the simplejwt code it mirrors and
 //! says where portcullis deliberately does better.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use md5::{Digest as _, Md5};
@@ -12,10 +13,11 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::revocation::RevocationCache;
+use crate::throttle::{ThrottleKey, ThrottleSettings, block_for, wait_seconds};
 use crate::user_cache::CachingStore;
 use crate::{
-    AuthError, OutstandingToken, PasswordHasher, Revocations, RotationClaim, Session, Store,
-    Successor, TokenMessage, User,
+    AuthError, Client, OutstandingToken, PasswordHasher, Revocations, RotationClaim, Session,
+    Store, Successor, TokenMessage, User,
 };
 
 /// The claim naming a token's session (its refresh-token family), as
@@ -49,6 +51,8 @@ pub struct AuthSettings {
     /// `REFRESH_REUSE_GRACE`, seconds: how long a rotated refresh token is
     /// answered with its one successor again; 0: never.
     pub refresh_reuse_grace: i64,
+    /// Login throttling (`LOGIN_*`).
+    pub throttle: ThrottleSettings,
 }
 
 impl Default for AuthSettings {
@@ -64,6 +68,7 @@ impl Default for AuthSettings {
             auth_header_types: vec!["Bearer".to_owned()],
             refresh_reuse_detection: false,
             refresh_reuse_grace: 10,
+            throttle: ThrottleSettings::default(),
         }
     }
 }
@@ -75,6 +80,9 @@ pub struct Credentials {
     pub username: String,
     /// The password.
     pub password: SecretString,
+    /// The client's address (`TRUSTED_PROXIES` already applied), for login
+    /// throttling; `None` where it is unknown.
+    pub client: Option<IpAddr>,
 }
 
 /// The body of a successful login: refresh first, as simplejwt orders it.
@@ -171,12 +179,17 @@ impl AuthService {
     }
 
     /// `TokenObtainPairSerializer.validate`: check the credentials, then
-    /// issue and record a refresh token and derive its access token.
+    /// issue and record a refresh token and derive its access token. With
+    /// sessions, the session remembers `client`.
     #[tracing::instrument(skip_all)]
-    pub async fn obtain_pair(&self, credentials: Credentials) -> Result<TokenPair, AuthError> {
+    pub async fn obtain_pair(
+        &self,
+        credentials: Credentials,
+        client: &Client,
+    ) -> Result<TokenPair, AuthError> {
         let user = self.login(credentials).await?;
         let refresh = if self.settings.refresh_reuse_detection {
-            self.start_session(&user).await?
+            self.start_session(&user, client).await?
         } else {
             self.issue(TokenType::Refresh, &user).await?
         };
@@ -210,9 +223,14 @@ impl AuthService {
     /// is enforced here too (5.5.1 issues an access token that then fails).
     /// With `BLACKLIST_AFTER_ROTATION`, blacklisting the presented token is
     /// the atomic gate: of concurrent refreshes of one token, exactly one
-    /// succeeds (5.5.1 lets them all through).
+    /// succeeds (5.5.1 lets them all through). With sessions, `client` is
+    /// recorded as the session's last user.
     #[tracing::instrument(skip_all)]
-    pub async fn refresh(&self, raw: &str) -> Result<(String, Option<String>), AuthError> {
+    pub async fn refresh(
+        &self,
+        raw: &str,
+        client: &Client,
+    ) -> Result<(String, Option<String>), AuthError> {
         let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
         self.check_refresh_user(&refresh).await?;
         let access = self
@@ -224,7 +242,7 @@ impl AuthService {
             return Ok((access, None));
         }
         if self.settings.refresh_reuse_detection {
-            let rotated = self.rotate_in_family(&refresh).await?;
+            let rotated = self.rotate_in_family(&refresh, client).await?;
             return Ok((access, Some(self.encode(&rotated)?)));
         }
         if self.settings.blacklist_after_rotation && !self.blacklist_token(&refresh).await? {
@@ -381,7 +399,7 @@ impl AuthService {
     /// ended, every outstanding refresh token blacklisted.
     #[tracing::instrument(skip_all)]
     pub async fn logout_all(&self, user: &User) -> Result<(), AuthError> {
-        self.end_sessions(user, None).await
+        self.end_sessions(user.id, None).await
     }
 
     /// `POST /api/users/me/password/`: check the old password, set the new
@@ -395,29 +413,77 @@ impl AuthService {
         old: SecretString,
         new: SecretString,
     ) -> Result<(), AuthError> {
+        // A stolen access token must not become a way to guess the
+        // password without limit: the old password is throttled as a login.
+        let keys = self.settings.throttle.keys(&auth.user.username, None);
+        self.check_throttle(&keys).await?;
         let verified = self
             .hasher
             .verify(old, Some(auth.user.password.clone()))
             .await
             .map_err(AuthError::Internal)?;
         if !verified.matched {
+            self.count_failure(&keys).await?;
             return Err(AuthError::WrongPassword);
         }
         let hash = self.hasher.hash(new).await.map_err(AuthError::Internal)?;
         self.store.set_password(auth.user.id, &hash).await?;
         let current = auth.token.get(SESSION_CLAIM).and_then(Value::as_str);
-        self.end_sessions(&auth.user, current).await
+        self.end_sessions(auth.user.id, current).await
     }
 
-    /// End every session of the user but `except`, here and in the database.
-    async fn end_sessions(&self, user: &User, except: Option<&str>) -> Result<(), AuthError> {
+    /// End every session of the user but `except`, here and in the database
+    /// (which tells the other nodes).
+    async fn end_sessions(&self, user_id: i64, except: Option<&str>) -> Result<(), AuthError> {
         let now = self.engine.now();
-        let ended = self.store.end_sessions(user.id, except, now).await?;
+        let ended = self.store.end_sessions(user_id, except, now).await?;
         self.revocations.note(Revocations {
             sessions: ended.into_iter().map(|id| (id, now)).collect(),
-            users_not_before: vec![(user.id, now)],
+            users_not_before: vec![(user_id, now)],
         });
         Ok(())
+    }
+
+    /// `GET /api/admin/users/{id}/sessions/`: any user's live sessions;
+    /// `None` if there is no such user. Staff only: the caller checks.
+    pub async fn sessions_of(&self, user_id: i64) -> Result<Option<Vec<Session>>, AuthError> {
+        if self.store.user_by_id(user_id).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.store.live_sessions(user_id, self.engine.now()).await?,
+        ))
+    }
+
+    /// `DELETE /api/admin/users/{id}/sessions/`: logout-all on a user's
+    /// behalf. `false` if there is no such user.
+    pub async fn end_sessions_of(&self, user_id: i64) -> Result<bool, AuthError> {
+        if self.store.user_by_id(user_id).await?.is_none() {
+            return Ok(false);
+        }
+        self.end_sessions(user_id, None).await?;
+        Ok(true)
+    }
+
+    /// Deactivate a user, ending every session first (ASVS V7.4.2): a
+    /// disabled account keeps no session, even if it is enabled again.
+    /// `false` if there is no such user. The CLI's `user deactivate` does
+    /// the same two store steps.
+    pub async fn deactivate_user(&self, user_id: i64) -> Result<bool, AuthError> {
+        if !self.end_sessions_of(user_id).await? {
+            return Ok(false);
+        }
+        Ok(self.store.set_active(user_id, false).await?)
+    }
+
+    /// Delete a user, ending every session first (ASVS V7.4.2); the
+    /// blacklisted tokens outlive the account. `false` if there is no
+    /// such user. The CLI's `user delete` does the same two store steps.
+    pub async fn delete_user(&self, user_id: i64) -> Result<bool, AuthError> {
+        if !self.end_sessions_of(user_id).await? {
+            return Ok(false);
+        }
+        Ok(self.store.delete_user(user_id).await?)
     }
 
     /// `GET /api/sessions/`: the user's live sessions, newest first.
@@ -567,8 +633,81 @@ impl AuthService {
     /// Unknown users verify a dummy hash; inactive users verify their real
     /// one: all three failures take the same time. The user id goes into
     /// the span so a refused imported hash is logged with its owner.
+    ///
+    /// Throttled (see `throttle.rs`): a blocked username or address is
+    /// refused before any lookup or hashing; every refusal counts against
+    /// both, whatever its cause; a success clears the username's count.
     #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn login(&self, credentials: Credentials) -> Result<User, AuthError> {
+        let keys = self
+            .settings
+            .throttle
+            .keys(&credentials.username, credentials.client);
+        self.check_throttle(&keys).await?;
+        match self.check_credentials(credentials).await {
+            Err(AuthError::NoActiveAccount) => {
+                self.count_failure(&keys).await?;
+                Err(AuthError::NoActiveAccount)
+            }
+            Ok(user) => {
+                if let Some(key) = keys
+                    .first()
+                    .filter(|_| self.settings.throttle.failure_limit > 0)
+                {
+                    self.store.clear_login_failures(&key.key).await?;
+                }
+                Ok(user)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refuse with 429 if any of the keys is blocked.
+    async fn check_throttle(&self, keys: &[ThrottleKey]) -> Result<(), AuthError> {
+        let now = self.engine.now_millis();
+        let mut until = 0;
+        for key in keys {
+            until = until.max(self.store.login_blocked_until(&key.key).await?);
+        }
+        if until > now {
+            return Err(AuthError::Throttled(wait_seconds(until, now)));
+        }
+        Ok(())
+    }
+
+    /// Count a failure against every key, blocking those it takes over a
+    /// threshold.
+    async fn count_failure(&self, keys: &[ThrottleKey]) -> Result<(), AuthError> {
+        let settings = &self.settings.throttle;
+        let now = self.engine.now_millis();
+        let window_expired = now.saturating_sub(settings.window.saturating_mul(1000));
+        let lockout = settings.lockout.saturating_mul(1000);
+        for key in keys {
+            let row = self
+                .store
+                .record_login_failure(&key.key, now, window_expired)
+                .await?;
+            if let Some(block) = block_for(row.failures, key, lockout) {
+                self.store
+                    .block_login(&key.key, now.saturating_add(block))
+                    .await?;
+                tracing::info!(
+                    failures = row.failures,
+                    seconds = block / 1000,
+                    kind = if key.key.starts_with("a:") {
+                        "address"
+                    } else {
+                        "username"
+                    },
+                    "login throttled"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The credential check proper.
+    async fn check_credentials(&self, credentials: Credentials) -> Result<User, AuthError> {
         let user = self.store.user_by_username(&credentials.username).await?;
         if let Some(user) = &user {
             tracing::Span::current().record("user_id", user.id);
@@ -609,7 +748,7 @@ impl AuthService {
     }
 
     /// A login's refresh token, starting a session named by its own `jti`.
-    async fn start_session(&self, user: &User) -> Result<Token, AuthError> {
+    async fn start_session(&self, user: &User, client: &Client) -> Result<Token, AuthError> {
         let mut refresh = self.unrecorded(TokenType::Refresh, user)?;
         let jti = refresh
             .jti(self.engine.settings())
@@ -623,6 +762,7 @@ impl AuthService {
             created_at: record.created_at.unwrap_or_else(|| self.engine.now()),
             last_used_at: record.created_at.unwrap_or_else(|| self.engine.now()),
             expires_at: record.expires_at,
+            client: client.clone(),
         };
         self.store.start_session(&session, &record).await?;
         Ok(refresh)
@@ -635,7 +775,7 @@ impl AuthService {
     /// there is never more than one live successor; a repeat after it is
     /// reuse, and ends the session: its refresh tokens are blacklisted and
     /// its access tokens refused.
-    async fn rotate_in_family(&self, refresh: &Token) -> Result<Token, AuthError> {
+    async fn rotate_in_family(&self, refresh: &Token, client: &Client) -> Result<Token, AuthError> {
         let settings = self.engine.settings();
         let presented = self.record(refresh)?;
         // A token issued before sessions were on starts its family now.
@@ -649,7 +789,7 @@ impl AuthService {
         let now = self.engine.now();
         match self
             .store
-            .rotate_in_family(&presented, &family, &successor, now)
+            .rotate_in_family(&presented, &family, &successor, now, client)
             .await?
         {
             RotationClaim::Won => Ok(rotated),

@@ -77,6 +77,33 @@ pub struct Session {
     pub last_used_at: i64,
     /// The `exp` of its newest refresh token.
     pub expires_at: i64,
+    /// The client it was last used from (login or refresh).
+    pub client: Client,
+}
+
+/// Who sent a login or refresh, as the HTTP layer saw it: shown with the
+/// session so its owner can recognise it (ASVS 5.0 V7.5.2). Informative
+/// only: it never decides anything, so a forged user agent harms nobody.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    /// The client address (the TCP peer).
+    pub ip_address: Option<String>,
+    /// The `User-Agent` header, cut to [`Client::MAX_USER_AGENT`] characters.
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    /// Longer user agents are cut: the column must not grow without bound.
+    pub const MAX_USER_AGENT: usize = 512;
+
+    /// A client from what the request carried.
+    #[must_use]
+    pub fn new(ip_address: Option<String>, user_agent: Option<&str>) -> Self {
+        Self {
+            ip_address,
+            user_agent: user_agent.map(|ua| ua.chars().take(Self::MAX_USER_AGENT).collect()),
+        }
+    }
 }
 
 /// What every node must refuse, as read from the database.
@@ -110,6 +137,18 @@ pub enum Upserted {
     Inserted,
     /// A row with that key was there and now holds the imported values.
     Updated,
+}
+
+/// A throttled key's failed logins, as [`Store::record_login_failure`]
+/// leaves them. Times are Unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    /// Failures since `window_start`.
+    pub failures: i64,
+    /// When the counting window started.
+    pub window_start: i64,
+    /// No attempt is let through before this instant (0: none blocked).
+    pub blocked_until: i64,
 }
 
 /// Where accounts, issued tokens and the blacklist live.
@@ -163,7 +202,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         blacklisted_at: Option<i64>,
     ) -> Result<Upserted, StoreError>;
     /// simplejwt's `flushexpiredtokens`: delete outstanding tokens (and
-    /// their blacklist entries) whose `exp` is at or before `now`.
+    /// their blacklist entries) and sessions whose `exp` is at or before
+    /// `now`. One code path for the CLI (`portcullis tokens flush-expired`)
+    /// and the server's pruning task (`PRUNE_INTERVAL`).
     async fn flush_expired(&self, now: i64) -> Result<u64, StoreError>;
 
     /// Start a session; its first refresh token is recorded in its family.
@@ -176,18 +217,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// mark `presented` (recorded in `family` if it never was) rotated into
     /// `successor` unless it is rotated or blacklisted already, or its
     /// session has ended. Of concurrent callers exactly one wins; the
-    /// others are told what the winner recorded.
+    /// others are told what the winner recorded. The session's last use
+    /// and client are updated whoever wins.
     async fn rotate_in_family(
         &self,
         presented: &OutstandingToken,
         family: &str,
         successor: &OutstandingToken,
         now: i64,
+        client: &Client,
     ) -> Result<RotationClaim, StoreError>;
     /// End a session: mark it revoked and blacklist every refresh token of
     /// its family. `false` if it had ended already or does not exist.
     async fn revoke_session(&self, id: &str, at: i64) -> Result<bool, StoreError>;
     /// A user's live sessions (not ended, not expired at `now`), newest first.
+    /// Also what staff see at `GET /api/admin/users/{id}/sessions/`.
     async fn live_sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError>;
     /// logout-all: refuse the user's tokens issued before `at`, end every
     /// session but `except` and blacklist every outstanding token of
@@ -201,6 +245,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Sessions revoked at or after `since` and users whose not-before
     /// instant is at or after `since` (what may still hold live access tokens).
     async fn revocations(&self, since: i64) -> Result<Revocations, StoreError>;
+
+    /// When the next login attempt for this throttle key is let through
+    /// (Unix milliseconds; 0 or a past instant: now).
+    async fn login_blocked_until(&self, key: &str) -> Result<i64, StoreError>;
+    /// Count a failed login for a throttle key, atomically: the count
+    /// restarts at 1 when the window that started at or before
+    /// `window_expired` is over. Returns the row as it now is.
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: i64,
+        window_expired: i64,
+    ) -> Result<LoginFailures, StoreError>;
+    /// Block a throttle key until `until` (never shortening a block).
+    async fn block_login(&self, key: &str, until: i64) -> Result<(), StoreError>;
+    /// Forget a throttle key's failures and block (a successful login,
+    /// `portcullis user unlock`). `false` if there were none.
+    async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError>;
 
     /// A server setting kept in the database (the generated signing key).
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;

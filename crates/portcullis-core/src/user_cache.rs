@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use portcullis_token::StoredKey;
 
 use crate::{
-    ImportedUser, NewUser, OutstandingToken, Revocations, RotationClaim, Session, Store,
-    StoreError, Upserted, User,
+    Client, ImportedUser, LoginFailures, NewUser, OutstandingToken, Revocations, RotationClaim,
+    Session, Store, StoreError, Upserted, User,
 };
 
 /// How long another process's change to an account may go unseen.
@@ -206,9 +206,10 @@ impl Store for CachingStore {
         family: &str,
         successor: &OutstandingToken,
         now: i64,
+        client: &Client,
     ) -> Result<RotationClaim, StoreError> {
         self.inner
-            .rotate_in_family(presented, family, successor, now)
+            .rotate_in_family(presented, family, successor, now, client)
             .await
     }
 
@@ -231,6 +232,29 @@ impl Store for CachingStore {
 
     async fn revocations(&self, since: i64) -> Result<Revocations, StoreError> {
         self.inner.revocations(since).await
+    }
+
+    async fn login_blocked_until(&self, key: &str) -> Result<i64, StoreError> {
+        self.inner.login_blocked_until(key).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: i64,
+        window_expired: i64,
+    ) -> Result<LoginFailures, StoreError> {
+        self.inner
+            .record_login_failure(key, now, window_expired)
+            .await
+    }
+
+    async fn block_login(&self, key: &str, until: i64) -> Result<(), StoreError> {
+        self.inner.block_login(key, until).await
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.clear_login_failures(key).await
     }
 
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -30,6 +30,25 @@ impl FromRequestParts<AppState> for MaybeAuthUser {
     }
 }
 
+/// Like [`AuthUser`], for staff only (DRF's `IsAdminUser`): anonymous
+/// requests are a 401, authenticated users without `is_staff` a 403
+/// "You do not have permission to perform this action.".
+#[derive(Debug, Clone)]
+pub struct StaffUser(pub Authenticated);
+
+impl FromRequestParts<AppState> for StaffUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let AuthUser(auth) = AuthUser::from_request_parts(parts, state).await?;
+        if auth.user.is_staff {
+            Ok(Self(auth))
+        } else {
+            Err(ApiError::PermissionDenied)
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 

@@ -19,42 +19,58 @@ impl FromRequest<AppState> for DrfData {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let media_type = content_type
-            .as_deref()
-            .and_then(|ct| ct.split(';').next())
-            .map(|mt| mt.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let limit = state.http().max_body_bytes;
+        parse_body(req, state.http().max_body_bytes).await
+    }
+}
 
-        if media_type == "multipart/form-data" {
-            let multipart = Multipart::from_request(req, state).await.map_err(|e| {
-                ApiError::Parse(format!("Multipart form parse error - {}", e.body_text()))
-            })?;
-            return parse_multipart(multipart, limit).await;
-        }
+/// Parse a request's body as DRF would (by its `Content-Type`), reading at
+/// most `limit` bytes. Public so that the fuzz targets (`fuzz/`) drive the
+/// very code the endpoints run.
+pub async fn parse_body(req: Request, limit: usize) -> Result<DrfData, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let media_type = content_type
+        .as_deref()
+        .and_then(|ct| ct.split(';').next())
+        .map(|mt| mt.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    // A declared length over the limit is refused before reading a byte,
+    // rather than waiting for a body that will be refused anyway.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
 
-        let body = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
-        // DRF: no body means empty data, whatever the content type.
-        if body.is_empty() {
-            return Ok(Self { fields: Map::new() });
-        }
-        match media_type.as_str() {
-            "application/json" => parse_json(&body),
-            "application/x-www-form-urlencoded" => Ok(Self {
-                fields: form_urlencoded::parse(&body)
-                    .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-                    .collect(),
-            }),
-            _ => Err(ApiError::UnsupportedMediaType(
-                content_type.unwrap_or_default(),
-            )),
-        }
+    if media_type == "multipart/form-data" {
+        let multipart = Multipart::from_request(req, &()).await.map_err(|e| {
+            ApiError::Parse(format!("Multipart form parse error - {}", e.body_text()))
+        })?;
+        return parse_multipart(multipart, limit).await;
+    }
+
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+    // DRF: no body means empty data, whatever the content type.
+    if body.is_empty() {
+        return Ok(DrfData { fields: Map::new() });
+    }
+    match media_type.as_str() {
+        "application/json" => parse_json(&body),
+        "application/x-www-form-urlencoded" => Ok(DrfData {
+            fields: form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect(),
+        }),
+        _ => Err(ApiError::UnsupportedMediaType(
+            content_type.unwrap_or_default(),
+        )),
     }
 }
 

@@ -3,7 +3,7 @@
 //! generic 500 body, never with their cause.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::AuthError;
 use serde_json::{Map, Value, json};
@@ -25,8 +25,13 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// A body over the configured limit.
     PayloadTooLarge(usize),
-    /// No such endpoint.
+    /// No such endpoint or object.
     NotFound,
+    /// DRF's `PermissionDenied`: authenticated, but not allowed (not staff).
+    PermissionDenied,
+    /// A cookie-authenticated request failed the CSRF check: DRF's
+    /// `SessionAuthentication` refusal, `CSRF Failed: <Django's reason>`.
+    Csrf(&'static str),
     /// The database is unreachable (readiness).
     Unavailable,
 }
@@ -79,6 +84,11 @@ impl IntoResponse for ApiError {
                 format!("Request body is larger than the limit of {limit} bytes."),
             ),
             Self::NotFound => detail(StatusCode::NOT_FOUND, "Not found."),
+            Self::PermissionDenied => {
+                let rejection = portcullis_token::Rejection::PermissionDenied;
+                (StatusCode::FORBIDDEN, Json(rejection.body())).into_response()
+            }
+            Self::Csrf(reason) => detail(StatusCode::FORBIDDEN, format!("CSRF Failed: {reason}")),
             Self::Unavailable => detail(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is unreachable.",
@@ -99,6 +109,14 @@ fn auth_response(e: &AuthError) -> Response {
         AuthError::Token(_) => coded(message, "token_not_valid"),
         AuthError::VerifyBlacklisted => ApiError::NonField(message).into_response(),
         AuthError::NoSession => detail(StatusCode::BAD_REQUEST, message),
+        AuthError::Throttled(wait) => {
+            // DRF's `Throttled`: the body and `Retry-After` in seconds.
+            let mut response = detail(StatusCode::TOO_MANY_REQUESTS, message);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(*wait));
+            response
+        }
         AuthError::WrongPassword => {
             ApiError::Fields(vec![("old_password", "Wrong password.")]).into_response()
         }

@@ -8,7 +8,10 @@
 
 mod auth;
 mod body;
+mod client;
+pub mod cookie;
 mod error;
+mod identity;
 mod python_json;
 mod routes;
 mod state;
@@ -18,9 +21,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::map_response_with_state;
 use axum::response::Response;
 
-pub use auth::{AuthUser, MaybeAuthUser};
-pub use body::DrfData;
+pub use auth::{AuthUser, MaybeAuthUser, StaffUser};
+pub use body::{DrfData, parse_body};
+pub use client::{Cidr, ClientAddr, ClientInfo, client_address};
+pub use cookie::RefreshCookie;
 pub use error::ApiError;
+pub use identity::IdentityHeaders;
 pub use state::{AppState, HttpSettings};
 
 /// The whole API.
@@ -28,13 +34,37 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::token::router())
         .merge(routes::sessions::router())
+        .merge(routes::admin::router())
         .merge(routes::users::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())
+        .merge(routes::forward_auth::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(map_response_with_state(state.clone(), www_authenticate))
         .with_state(state)
 }
+
+/// The paths the API answers itself. They come before every `[[static]]`
+/// and `[[upstream]]` mount, so a mount whose prefix is one of them could
+/// never be reached at its root; the configuration refuses such a mount.
+pub const API_PATHS: &[&str] = &[
+    "/api/token/",
+    "/api/token/refresh/",
+    "/api/token/verify/",
+    "/api/token/blacklist/",
+    "/api/token/logout/",
+    "/api/token/logout-all/",
+    "/api/token/sliding/",
+    "/api/token/sliding/refresh/",
+    "/api/sessions/",
+    "/api/users/me/",
+    "/api/users/me/password/",
+    "/healthz",
+    "/readyz",
+    "/.well-known/jwks.json",
+    "/.well-known/oauth-authorization-server",
+    "/auth/verify",
+];
 
 /// Every 401 names the scheme to use (simplejwt #15): the first of
 /// `AUTH_HEADER_TYPES`, realm "api".

@@ -57,6 +57,9 @@ fn message(text: &str, error: &serde_json::Error) -> String {
             _ => ("Expecting property name enclosed in double quotes", at),
         },
         "trailing characters" => ("Extra data", at),
+        // Python raises RecursionError here, which DRF lets become a 500;
+        // serde_json stops at 128 levels and this says so.
+        "recursion limit exceeded" => ("Nesting deeper than 128 levels", at),
         "invalid escape" => ("Invalid \\escape", at.saturating_sub(1)),
         what if what.starts_with("control character") => ("Invalid control character at", at),
         _ => {

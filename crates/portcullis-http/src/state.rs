@@ -5,6 +5,9 @@ use std::sync::Arc;
 use axum::http::{HeaderName, HeaderValue};
 use portcullis_core::AuthService;
 
+use crate::IdentityHeaders;
+use crate::RefreshCookie;
+
 /// HTTP-only settings.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -16,6 +19,13 @@ pub struct HttpSettings {
     pub issuer: Option<String>,
     /// `Cache-Control: max-age` of the JWKS, seconds.
     pub jwks_max_age: i64,
+    /// The identity header names (forward-auth and the reverse proxy).
+    pub identity: IdentityHeaders,
+    /// `REFRESH_COOKIE`: `Some` when the refresh token also travels in a
+    /// cookie (see [`crate::cookie`]).
+    pub refresh_cookie: Option<RefreshCookie>,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::Cidr>,
 }
 
 impl Default for HttpSettings {
@@ -25,6 +35,9 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             issuer: None,
             jwks_max_age: 300,
+            identity: IdentityHeaders::default(),
+            refresh_cookie: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -71,7 +84,9 @@ impl AppState {
         &self.inner.http
     }
 
-    pub(crate) fn www_authenticate(&self) -> &HeaderValue {
+    /// The `WWW-Authenticate` value every 401 carries (simplejwt #15).
+    #[must_use]
+    pub fn www_authenticate(&self) -> &HeaderValue {
         &self.inner.www_authenticate
     }
 }

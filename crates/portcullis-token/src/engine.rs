@@ -169,6 +169,12 @@ impl TokenEngine {
         self.clock.now()
     }
 
+    /// The engine's clock, in Unix milliseconds.
+    #[must_use]
+    pub fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
     /// PyJWT's `jwt.decode` as simplejwt calls it: signature and algorithm,
     /// then `iat`, `nbf`, `exp`, `iss`, `aud`, `sub`, `jti`, in PyJWT's
     /// order. Only an expired `exp` is reported as such; everything else is

@@ -62,6 +62,12 @@ pub enum UserCommand {
         /// The account.
         username: String,
     },
+    /// Lift a login lock (or backoff delay) on a username, whether or not
+    /// an account of that name exists.
+    Unlock {
+        /// The username as it was typed at the login.
+        username: String,
+    },
     /// Delete an account.
     Delete {
         /// The account.

@@ -30,7 +30,7 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         }
         Command::Tokens(TokensCommand::FlushExpired) => {
             let store = open_store(loaded).await?;
-            let removed = store.flush_expired(SystemClock.now()).await?;
+            let removed = flush_expired(&store).await?;
             println!("Removed {removed} expired token record(s).");
             Ok(())
         }
@@ -38,6 +38,12 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
         Command::Keys(command) => crate::keyring::command(command, loaded).await,
     }
+}
+
+/// Delete the token and session records expired by now; shared by
+/// `portcullis tokens flush-expired` and the server's pruning task.
+pub(crate) async fn flush_expired(store: &SqlStore) -> Result<u64, StoreError> {
+    store.flush_expired(SystemClock.now()).await
 }
 
 async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<()> {
@@ -103,6 +109,17 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
             store.end_sessions(user.id, None, SystemClock.now()).await?;
             store.set_active(user.id, false).await?;
             println!("{username} is inactive.");
+            Ok(())
+        }
+        UserCommand::Unlock { username } => {
+            // No lookup: unknown usernames are throttled too, and whether
+            // one exists is not this command's business.
+            let key = portcullis_core::throttle_key_for_username(&username);
+            if store.clear_login_failures(&key).await? {
+                println!("{username} is unlocked.");
+            } else {
+                println!("{username} had no failed logins to clear.");
+            }
             Ok(())
         }
         UserCommand::Delete { username } => {

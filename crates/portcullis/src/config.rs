@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use portcullis_core::{AuthSettings, HashParams};
+use portcullis_core::{AuthSettings, HashParams, ThrottleSettings};
+use portcullis_http::RefreshCookie;
 use portcullis_token::{Audience, TokenSettings, TokenType};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -130,6 +131,17 @@ pub struct Config {
     /// `REFRESH_REUSE_GRACE`: how long a rotated refresh token is answered
     /// with its successor again; 0 turns the window off.
     pub refresh_reuse_grace: Seconds,
+    /// `PRUNE_INTERVAL`: how often `serve` deletes expired token and
+    /// session records (what `portcullis tokens flush-expired` does), so no
+    /// cron job is needed; 0 turns it off.
+    pub prune_interval: Seconds,
+    /// `REFRESH_COOKIE`: obtain and refresh also set the refresh token as an
+    /// `HttpOnly` `__Host-` cookie, which refresh, logout and blacklist read
+    /// (with a CSRF check) when the body has none.
+    pub refresh_cookie: bool,
+    /// `REFRESH_COOKIE_NAME`: the refresh cookie's name; must start with
+    /// `__Host-`.
+    pub refresh_cookie_name: String,
     /// `AUDIENCE`: one value or a list.
     pub audience: Option<List>,
     /// `ISSUER`.
@@ -168,6 +180,76 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `LOG`: a tracing filter such as `info` or `portcullis=debug`.
     pub log: String,
+    /// `TRUSTED_PROXIES`: CIDR blocks of the reverse proxies whose
+    /// `X-Forwarded-For` names the client; empty: the TCP peer is the client.
+    pub trusted_proxies: List,
+    /// `LOGIN_FAILURE_LIMIT`: failed logins per username within the window
+    /// that lock it; 0: no username throttling.
+    pub login_failure_limit: u32,
+    /// `LOGIN_ADDRESS_FAILURE_LIMIT`: failed logins per client address within
+    /// the window that lock it; 0: no address throttling.
+    pub login_address_failure_limit: u32,
+    /// `LOGIN_FAILURE_WINDOW`: how long failures are counted.
+    pub login_failure_window: Seconds,
+    /// `LOGIN_LOCKOUT`: how long a lock lasts.
+    pub login_lockout: Seconds,
+    /// `LOGIN_BACKOFF_AFTER`: failures per username before each further one
+    /// delays the next attempt (2 s, 4 s, 8 s, …).
+    pub login_backoff_after: u32,
+    /// `IDENTITY_HEADER_USER_ID`: the header carrying the user's id to an
+    /// upstream and in `/auth/verify` answers.
+    pub identity_header_user_id: String,
+    /// `IDENTITY_HEADER_USERNAME`.
+    pub identity_header_username: String,
+    /// `IDENTITY_HEADER_IS_STAFF`: `true` or `false`.
+    pub identity_header_is_staff: String,
+    /// `UPSTREAM_CONNECT_TIMEOUT`: opening a connection to an upstream;
+    /// past it, 504.
+    pub upstream_connect_timeout: Seconds,
+    /// `UPSTREAM_READ_TIMEOUT`: waiting for an upstream's response head
+    /// (past it, 504) and then between two reads of its body.
+    pub upstream_read_timeout: Seconds,
+    /// `[[static]]` mounts (TOML only).
+    #[serde(rename = "static")]
+    pub statics: Vec<StaticEntry>,
+    /// `[[upstream]]` routes (TOML only).
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<UpstreamEntry>,
+}
+
+/// One `[[static]]` table: a directory served at a URL prefix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEntry {
+    /// Starts and ends with `/`, such as `/static/`.
+    pub prefix: String,
+    /// The directory; relative paths are from the working directory.
+    pub dir: PathBuf,
+    /// The `Cache-Control` value of every response, such as
+    /// `public, max-age=31536000, immutable` for fingerprinted assets.
+    #[serde(default)]
+    pub cache_control: Option<String>,
+}
+
+/// One `[[upstream]]` table: an application requests are forwarded to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    /// Starts and ends with `/`, such as `/app/` (or `/` for everything
+    /// the API and the other mounts do not take).
+    pub prefix: String,
+    /// `http://host:port`, optionally with a path put before the request's.
+    pub url: String,
+    /// `required` (the default), `optional` or `none`.
+    #[serde(default = "default_upstream_auth")]
+    pub auth: String,
+    /// Forward `/app/x` as `/x` instead of unchanged.
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+fn default_upstream_auth() -> String {
+    "required".to_owned()
 }
 
 impl fmt::Debug for Config {
@@ -209,6 +291,9 @@ impl Default for Config {
             update_last_login: auth.update_last_login,
             refresh_reuse_detection: None,
             refresh_reuse_grace: Seconds(auth.refresh_reuse_grace),
+            prune_interval: Seconds(3600),
+            refresh_cookie: false,
+            refresh_cookie_name: "__Host-refresh".to_owned(),
             audience: None,
             issuer: None,
             leeway: Seconds(0),
@@ -230,6 +315,19 @@ impl Default for Config {
             // sqlx reports PostgreSQL notices (such as "relation already
             // exists, skipping" on every migration check) at info.
             log: "info,sqlx=warn".to_owned(),
+            identity_header_user_id: "X-Portcullis-User-Id".to_owned(),
+            identity_header_username: "X-Portcullis-Username".to_owned(),
+            identity_header_is_staff: "X-Portcullis-Is-Staff".to_owned(),
+            upstream_connect_timeout: Seconds(5),
+            upstream_read_timeout: Seconds(60),
+            statics: Vec::new(),
+            upstreams: Vec::new(),
+            trusted_proxies: List(Vec::new()),
+            login_failure_limit: auth.throttle.failure_limit,
+            login_address_failure_limit: auth.throttle.address_failure_limit,
+            login_failure_window: Seconds(auth.throttle.window),
+            login_lockout: Seconds(auth.throttle.lockout),
+            login_backoff_after: auth.throttle.backoff_after,
         }
     }
 }
@@ -293,7 +391,14 @@ impl Loaded {
     #[must_use]
     pub fn origin(&self, key: &str) -> String {
         let upper = key.to_ascii_uppercase();
-        let source = match self.figment.find_metadata(key) {
+        format!("{upper} (`{key}`, from {})", self.source(key))
+    }
+
+    /// Where `key`'s value came from: `config file …`, `environment
+    /// variable …` or `default`.
+    fn source(&self, key: &str) -> String {
+        let upper = key.to_ascii_uppercase();
+        match self.figment.find_metadata(key) {
             Some(meta) if meta.name.contains("environment") => {
                 format!("environment variable PORTCULLIS_{upper}")
             }
@@ -302,8 +407,7 @@ impl Loaded {
                 _ => "default".to_owned(),
             },
             None => "default".to_owned(),
-        };
-        format!("{upper} (`{key}`, from {source})")
+        }
     }
 
     /// The token settings, checked.
@@ -394,6 +498,13 @@ impl Loaded {
             auth_header_types: c.auth_header_types.0.clone(),
             refresh_reuse_detection: c.refresh_reuse_detection.unwrap_or(c.rotate_refresh_tokens),
             refresh_reuse_grace: c.refresh_reuse_grace.0,
+            throttle: ThrottleSettings {
+                failure_limit: c.login_failure_limit,
+                address_failure_limit: c.login_address_failure_limit,
+                window: c.login_failure_window.0,
+                lockout: c.login_lockout.0,
+                backoff_after: c.login_backoff_after,
+            },
         })
     }
 
@@ -430,6 +541,209 @@ impl Loaded {
                 self.origin("auth_header_name")
             ))
         })
+    }
+
+    /// The identity header names, checked: valid, distinct, and not a
+    /// header the proxy or the client already means something by.
+    pub fn identity_headers(&self) -> Result<portcullis_http::IdentityHeaders, ConfigError> {
+        let c = &self.config;
+        let name = |key: &str, value: &str| {
+            axum::http::HeaderName::try_from(value.trim()).map_err(|_| {
+                ConfigError(format!(
+                    "{}: {value:?} is not a valid header name; use letters, digits and dashes, such as X-Portcullis-User-Id",
+                    self.origin(key)
+                ))
+            })
+        };
+        let identity = portcullis_http::IdentityHeaders {
+            user_id: name("identity_header_user_id", &c.identity_header_user_id)?,
+            username: name("identity_header_username", &c.identity_header_username)?,
+            is_staff: name("identity_header_is_staff", &c.identity_header_is_staff)?,
+        };
+        let auth_header = self.auth_header_name()?;
+        let names = [&identity.user_id, &identity.username, &identity.is_staff];
+        for (i, a) in names.iter().enumerate() {
+            let reserved = [
+                axum::http::header::HOST,
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::COOKIE,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::CONTENT_LENGTH,
+                auth_header.clone(),
+            ];
+            if reserved.contains(a) || names.iter().skip(i + 1).any(|b| b == a) {
+                return Err(ConfigError(format!(
+                    "{}, {} and {} must be three distinct headers of their own (not {a}); the defaults are X-Portcullis-User-Id, X-Portcullis-Username and X-Portcullis-Is-Staff",
+                    self.origin("identity_header_user_id"),
+                    self.origin("identity_header_username"),
+                    self.origin("identity_header_is_staff"),
+                )));
+            }
+        }
+        Ok(identity)
+    }
+
+    /// `UPSTREAM_CONNECT_TIMEOUT` and `UPSTREAM_READ_TIMEOUT`, checked.
+    pub fn proxy_timeouts(&self) -> Result<portcullis_front::ProxyTimeouts, ConfigError> {
+        let seconds = |key: &str, value: Seconds| {
+            u64::try_from(value.0)
+                .ok()
+                .filter(|s| *s > 0)
+                .map(std::time::Duration::from_secs)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "{} must be at least 1 second, such as 5s or 1m",
+                        self.origin(key)
+                    ))
+                })
+        };
+        Ok(portcullis_front::ProxyTimeouts {
+            connect: seconds(
+                "upstream_connect_timeout",
+                self.config.upstream_connect_timeout,
+            )?,
+            read: seconds("upstream_read_timeout", self.config.upstream_read_timeout)?,
+        })
+    }
+
+    /// The `[[static]]` and `[[upstream]]` mounts, checked. Each error
+    /// names the entry (`[[static]] #2, prefix "/media/"`) and how to fix it.
+    pub fn mounts(
+        &self,
+    ) -> Result<
+        (
+            Vec<portcullis_front::StaticMount>,
+            Vec<portcullis_front::Upstream>,
+        ),
+        ConfigError,
+    > {
+        let c = &self.config;
+        let mut seen: Vec<String> = Vec::new();
+        let mut check_prefix = |table: &str, origin: &str, prefix: &str| {
+            let entry = format!("{table} (prefix {prefix:?}, from {origin})");
+            if !prefix.starts_with('/') || !prefix.ends_with('/') {
+                return Err(ConfigError(format!(
+                    "{entry}: prefix must start and end with `/`, such as \"/static/\""
+                )));
+            }
+            if prefix.contains(['?', '#', '%', '\\'])
+                || prefix.contains("//")
+                || prefix.contains("/../")
+                || prefix.contains("/./")
+            {
+                return Err(ConfigError(format!(
+                    "{entry}: prefix must be a plain path such as \"/static/\" (no `?`, `#`, `%`, `\\`, `//`, `.` or `..` segments)"
+                )));
+            }
+            if let Some(api) = portcullis_http::API_PATHS
+                .iter()
+                .find(|api| api.trim_end_matches('/') == prefix.trim_end_matches('/'))
+            {
+                return Err(ConfigError(format!(
+                    "{entry}: the API itself answers {api}, which comes before every mount; choose another prefix"
+                )));
+            }
+            if seen.iter().any(|p| p == prefix) {
+                return Err(ConfigError(format!(
+                    "{entry}: another [[static]] or [[upstream]] entry has the same prefix; give each its own"
+                )));
+            }
+            seen.push(prefix.to_owned());
+            Ok(entry)
+        };
+        let origin = self.source("static");
+        let mut statics = Vec::with_capacity(c.statics.len());
+        for (i, s) in c.statics.iter().enumerate() {
+            let entry = check_prefix(&format!("[[static]] #{}", i + 1), &origin, &s.prefix)?;
+            let cache_control = match s.cache_control.as_deref() {
+                None => None,
+                Some(value) => Some(axum::http::HeaderValue::from_str(value).map_err(|_| {
+                    ConfigError(format!(
+                        "{entry}: cache_control {value:?} is not a header value; use text such as \"public, max-age=31536000, immutable\" or \"no-cache\""
+                    ))
+                })?),
+            };
+            let mount = portcullis_front::StaticMount::new(s.prefix.clone(), &s.dir, cache_control)
+                .map_err(|e| {
+                    ConfigError(format!(
+                        "{entry}: dir {} cannot be served ({e}); set dir to an existing directory (relative paths are from the working directory)",
+                        s.dir.display()
+                    ))
+                })?;
+            statics.push(mount);
+        }
+        let origin = self.source("upstream");
+        let mut upstreams = Vec::with_capacity(c.upstreams.len());
+        for (i, u) in c.upstreams.iter().enumerate() {
+            let entry = check_prefix(&format!("[[upstream]] #{}", i + 1), &origin, &u.prefix)?;
+            let auth = match u.auth.as_str() {
+                "required" => portcullis_front::AuthMode::Required,
+                "optional" => portcullis_front::AuthMode::Optional,
+                "none" => portcullis_front::AuthMode::None,
+                other => {
+                    return Err(ConfigError(format!(
+                        "{entry}: auth {other:?} is not one of \"required\", \"optional\", \"none\""
+                    )));
+                }
+            };
+            let upstream =
+                portcullis_front::Upstream::new(u.prefix.clone(), u.url.trim(), auth, u.strip_prefix)
+                    .map_err(|e| {
+                        ConfigError(format!(
+                            "{entry}: url {e}; use the application's address, such as \"http://127.0.0.1:8001\""
+                        ))
+                    })?;
+            upstreams.push(upstream);
+        }
+        Ok((statics, upstreams))
+    }
+
+    /// Cookie mode (`REFRESH_COOKIE`), checked: `None` when off.
+    pub fn refresh_cookie(&self) -> Result<Option<RefreshCookie>, ConfigError> {
+        let c = &self.config;
+        if !c.refresh_cookie {
+            return Ok(None);
+        }
+        let name = c.refresh_cookie_name.trim();
+        // RFC 6265 §4.1.1: a cookie name is a token (visible ASCII, no
+        // separators); `__Host-` makes browsers insist on Secure, Path=/
+        // and no Domain (RFC 6265bis §4.1.3.2).
+        let is_token = name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !name.starts_with("__Host-") || name.len() <= "__Host-".len() || !is_token {
+            return Err(ConfigError(format!(
+                "{}: {name:?} is not a usable cookie name; use __Host- followed by letters, digits or dashes, such as __Host-refresh",
+                self.origin("refresh_cookie_name")
+            )));
+        }
+        if name == portcullis_http::cookie::CSRF_COOKIE {
+            return Err(ConfigError(format!(
+                "{}: {name:?} is the CSRF cookie's name; choose another, such as __Host-refresh",
+                self.origin("refresh_cookie_name")
+            )));
+        }
+        Ok(Some(RefreshCookie {
+            name: name.to_owned(),
+            max_age: c.refresh_token_lifetime.0,
+        }))
+    }
+
+    /// `TRUSTED_PROXIES`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<portcullis_http::Cidr>, ConfigError> {
+        self.config
+            .trusted_proxies
+            .0
+            .iter()
+            .map(|entry| {
+                entry.parse().map_err(|e| {
+                    ConfigError(format!(
+                        "{}: {e}; list the reverse proxies' addresses or blocks, such as [\"10.0.0.0/8\", \"::1\"]",
+                        self.origin("trusted_proxies")
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The listening address.

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -29,6 +30,7 @@ pub struct Application {
     store: SqlStore,
     auth: AuthService,
     rotation: Rotation,
+    prune_interval: Option<Duration>,
 }
 
 impl Application {
@@ -45,7 +47,12 @@ impl Application {
             // Half the publish delay: a verifier's cached JWKS is refreshed
             // before a newly published key starts signing.
             jwks_max_age: (loaded.config.key_publish_delay.0 / 2).min(300),
+            identity: loaded.identity_headers()?,
+            refresh_cookie: loaded.refresh_cookie()?,
+            trusted_proxies: loaded.trusted_proxies()?,
         };
+        let (statics, upstreams) = loaded.mounts()?;
+        let proxy_timeouts = loaded.proxy_timeouts()?;
         let bind = loaded.bind()?;
         let store = open_store(loaded).await?;
         let keys = load_keys(loaded, &store).await?;
@@ -64,7 +71,12 @@ impl Application {
             }
             auth = auth.with_key_source(Arc::new(remote));
         }
-        let router = portcullis_http::router(AppState::new(auth.clone(), http));
+        let state = AppState::new(auth.clone(), http);
+        // API routes first; then `[[static]]` and `[[upstream]]` mounts by
+        // longest prefix (portcullis-front).
+        let router =
+            portcullis_front::Front::new(state.clone(), statics, upstreams, proxy_timeouts)
+                .behind(portcullis_http::router(state));
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind} (BIND)"))?;
@@ -74,6 +86,10 @@ impl Application {
             store,
             auth,
             rotation: Rotation::from_settings(loaded)?,
+            prune_interval: u64::try_from(loaded.config.prune_interval.0)
+                .ok()
+                .filter(|&s| s > 0)
+                .map(Duration::from_secs),
         })
     }
 
@@ -95,17 +111,31 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, backend = self.store.backend(), "portcullis is listening");
-        let reloader = tokio::spawn(keyring::reload_task(
+        // The background tasks live exactly as long as this future: a
+        // JoinSet aborts them when dropped, so a server whose future is
+        // dropped (not stopped) leaves no task holding a database
+        // connection (the revocation listener holds one for good).
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(keyring::reload_task(
             self.auth.engine().clone(),
             self.store.clone(),
             self.rotation,
         ));
-        let revocations = tokio::spawn(revocation_task(self.auth.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        reloader.abort();
-        revocations.abort();
+        background.spawn(revocation_task(self.auth.clone(), self.store.clone()));
+        if let Some(every) = self.prune_interval {
+            background.spawn(prune_task(self.store.clone(), every));
+        }
+        // The peer address reaches handlers as `ConnectInfo` (see
+        // `portcullis_http::client_address`: sessions and login throttling)
+        // and feeds the proxy's X-Forwarded-For.
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        background.shutdown().await;
         served.context("the server failed")?;
         self.store.close().await;
         tracing::info!("portcullis stopped");
@@ -113,16 +143,59 @@ impl Application {
     }
 }
 
-/// Every second, reload the sessions and users other nodes revoked, so
-/// their access tokens are refused here within about a second (issue 4).
-/// A failed reload keeps what is known and is retried.
-async fn revocation_task(auth: AuthService) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+/// Reload the sessions and users other nodes revoked, so their access
+/// tokens are refused here too (issue 4: within one second). On
+/// PostgreSQL a `LISTEN` connection makes that prompt: every node that
+/// ends a session sends a `NOTIFY` after its commit, and each node
+/// reloads on it. The reload every second stays, for SQLite and for
+/// notifications lost while the listening connection was down. A failed
+/// reload keeps what is known and is retried.
+async fn revocation_task(auth: AuthService, store: SqlStore) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listener = None;
+    loop {
+        if listener.is_none() {
+            listener = store.revocation_listener().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot listen for revocations; reloading every second");
+                None
+            });
+        }
+        let notified = async {
+            match listener.as_mut() {
+                Some(listener) => listener.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {}
+            received = notified => {
+                if let Err(e) = received {
+                    tracing::warn!(error = %e, "lost the revocation listener; reconnecting");
+                    listener = None;
+                }
+            }
+        }
+        if let Err(e) = auth.reload_revocations().await {
+            tracing::warn!(error = %e, "cannot reload revocations");
+        }
+    }
+}
+
+/// Every `PRUNE_INTERVAL`, delete expired token and session records:
+/// the same store call as `portcullis tokens flush-expired`, so no cron
+/// job is needed. The first run is one interval after the start (a fleet
+/// restarting together does not prune all at once); a failure is logged
+/// and retried at the next tick.
+async fn prune_task(store: SqlStore, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = auth.reload_revocations().await {
-            tracing::warn!(error = %e, "cannot reload revocations");
+        match crate::commands::flush_expired(&store).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "pruned expired token records"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune expired token records"),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The endpoints, one module per area; each exports `router()`.
 
+pub(crate) mod admin;
+pub(crate) mod forward_auth;
 pub(crate) mod health;
 pub(crate) mod sessions;
 pub(crate) mod token;

@@ -9,9 +9,12 @@ use portcullis_core::Credentials;
 use serde_json::{Value, json};
 
 use super::{drf_headers, field, metadata, method_not_allowed};
-use crate::{ApiError, AppState, DrfData};
+use crate::cookie::{self, CookieRefresh, SetCookies};
+use crate::{ApiError, AppState, ClientAddr, ClientInfo, DrfData};
 
 type JsonResult = Result<Json<Value>, ApiError>;
+/// A body plus the cookies of cookie mode (none when it is off).
+type CookieResult = Result<(SetCookies, Json<Value>), ApiError>;
 
 pub(crate) fn router() -> Router<AppState> {
     let routes: [(&str, MethodRouter<AppState>); 6] = [
@@ -52,28 +55,48 @@ fn view(method_router: MethodRouter<AppState>, options: Value) -> MethodRouter<A
         .fallback(method_not_allowed)
 }
 
-fn credentials(data: &DrfData) -> Result<Credentials, ApiError> {
+fn credentials(data: &DrfData, ClientAddr(client): ClientAddr) -> Result<Credentials, ApiError> {
     let [username, password] = data.strings(["username", "password"])?;
     Ok(Credentials {
         username,
         password: password.into(),
+        client,
     })
 }
 
-async fn obtain_pair(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let pair = state.auth().obtain_pair(credentials(&data)?).await?;
-    Ok(Json(
-        json!({"refresh": pair.refresh, "access": pair.access}),
+async fn obtain_pair(
+    State(state): State<AppState>,
+    address: ClientAddr,
+    ClientInfo(client): ClientInfo,
+    data: DrfData,
+) -> CookieResult {
+    let pair = state
+        .auth()
+        .obtain_pair(credentials(&data, address)?, &client)
+        .await?;
+    Ok((
+        cookie::set(&state, Some(&pair.refresh), true),
+        Json(json!({"refresh": pair.refresh, "access": pair.access})),
     ))
 }
 
-async fn refresh(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let [refresh] = data.strings(["refresh"])?;
-    let (access, rotated) = state.auth().refresh(&refresh).await?;
-    Ok(Json(match rotated {
-        Some(refresh) => json!({"access": access, "refresh": refresh}),
-        None => json!({"access": access}),
-    }))
+/// The body's `refresh`, or in cookie mode the cookie's (CSRF-checked).
+async fn refresh(
+    State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
+    cookies: CookieRefresh,
+    data: DrfData,
+) -> CookieResult {
+    let new_csrf = !cookies.has_csrf_cookie();
+    let refresh = cookies.required(&data)?;
+    let (access, rotated) = state.auth().refresh(&refresh, &client).await?;
+    Ok((
+        cookie::set(&state, rotated.as_deref(), new_csrf),
+        Json(match rotated {
+            Some(refresh) => json!({"access": access, "refresh": refresh}),
+            None => json!({"access": access}),
+        }),
+    ))
 }
 
 async fn verify(State(state): State<AppState>, data: DrfData) -> JsonResult {
@@ -82,14 +105,25 @@ async fn verify(State(state): State<AppState>, data: DrfData) -> JsonResult {
     Ok(Json(json!({})))
 }
 
-async fn blacklist(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let [refresh] = data.strings(["refresh"])?;
+async fn blacklist(
+    State(state): State<AppState>,
+    cookies: CookieRefresh,
+    data: DrfData,
+) -> CookieResult {
+    let refresh = cookies.required(&data)?;
     state.auth().blacklist(&refresh).await?;
-    Ok(Json(json!({})))
+    Ok((cookie::clear(&state), Json(json!({}))))
 }
 
-async fn obtain_sliding(State(state): State<AppState>, data: DrfData) -> JsonResult {
-    let token = state.auth().obtain_sliding(credentials(&data)?).await?;
+async fn obtain_sliding(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    data: DrfData,
+) -> JsonResult {
+    let token = state
+        .auth()
+        .obtain_sliding(credentials(&data, client)?)
+        .await?;
     Ok(Json(json!({"token": token})))
 }
 

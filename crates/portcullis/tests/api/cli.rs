@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::{Backend, TestApp, TestDatabase, binary, run};
 
 /// `portcullis ARGS…` against a database, with cheap hashing.
-fn portcullis(db: &TestDatabase, args: &[&str]) -> tokio::process::Command {
+pub(crate) fn portcullis(db: &TestDatabase, args: &[&str]) -> tokio::process::Command {
     let mut command = binary();
     command
         .args(args)

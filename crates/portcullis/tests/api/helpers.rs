@@ -204,6 +204,40 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Another node on this server's database, with `settings` (TOML) on
+    /// top of the shared ones: what one node writes the other must see.
+    pub(crate) async fn another_node(&self, settings: &str) -> Self {
+        let db = TestDatabase {
+            url: self.db.url.clone(),
+            _dir: None,
+            // Dropped with the first node, not this one.
+            postgres_name: None,
+        };
+        let toml = format!(
+            "bind = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\nsigning_key = \"{SIGNING_KEY}\"\nlog = \"warn\"\n{CHEAP_HASHING}{settings}",
+            db.url
+        );
+        Self::spawn_with(db, &toml).await
+    }
+
+    /// POST a login with extra headers; the reply whatever it is.
+    pub(crate) async fn try_login(
+        &self,
+        path: &str,
+        username: &str,
+        password: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .json(&json!({"username": username, "password": password}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::read(request.send().await.unwrap()).await
+    }
+
     /// Create an account directly in the store, with `USERNAME@example.com`.
     pub(crate) async fn user(
         &self,
@@ -373,6 +407,36 @@ impl Reply {
 
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Every value of a header, in order (`Set-Cookie`).
+    pub(crate) fn headers_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+}
+
+impl TestDatabase {
+    /// How many rows a table holds, read with a connection of its own (what
+    /// the server did, seen from outside).
+    pub(crate) async fn count_rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        if self.postgres_name.is_some() {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
     }
 }
 

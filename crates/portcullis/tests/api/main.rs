@@ -12,13 +12,23 @@
 
 mod helpers;
 
+mod admin;
 mod cli;
 mod compat;
 mod config;
+mod cookies;
 mod django;
 mod flows;
+mod front;
+mod front_helpers;
+mod hardening;
+mod hostile;
 mod interop;
 mod keys;
 mod library;
+mod multinode;
+mod secrets;
 mod sessions;
+mod throttle;
+mod timing;
 mod user_cache;

@@ -289,9 +289,11 @@ async fn list_and_end_sessions(backend: Backend) {
     assert_eq!(listed.status, 200, "{}", listed.body);
     let mut expected = vec![
         json!({"id": first["sid"], "created_at": first["iat"], "last_used_at": first["iat"],
-               "expires_at": first["exp"], "current": false}),
+               "expires_at": first["exp"], "ip_address": "127.0.0.1", "user_agent": null,
+               "current": false}),
         json!({"id": second["sid"], "created_at": second["iat"], "last_used_at": second["iat"],
-               "expires_at": second["exp"], "current": true}),
+               "expires_at": second["exp"], "ip_address": "127.0.0.1", "user_agent": null,
+               "current": true}),
     ];
     // Newest first; two logins of one second are ordered by id.
     if first["iat"] == second["iat"] {
@@ -389,7 +391,109 @@ async fn password_change_ends_other_sessions(backend: Backend) {
     app.stop().await;
 }
 
+/// A session records the client address (the TCP peer) and user agent of
+/// its login, and of each refresh as its last use; a user agent longer than
+/// 512 characters is cut.
+async fn sessions_show_the_client(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let login = app
+        .client
+        .post(app.url("/api/token/"))
+        .header("User-Agent", "agent-one/1.0")
+        .json(&json!({"username": "alice", "password": "alice-pass"}))
+        .send()
+        .await
+        .unwrap();
+    let login = crate::helpers::Reply::read(login).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let refresh = login.json["refresh"].as_str().unwrap();
+    let access = login.json["access"].as_str().unwrap();
+    let listed = app.get("/api/sessions/", Some(access)).await;
+    let session = claims(refresh);
+    assert_eq!(
+        listed.json,
+        json!([{"id": session["sid"], "created_at": session["iat"],
+                "last_used_at": session["iat"], "expires_at": session["exp"],
+                "ip_address": "127.0.0.1", "user_agent": "agent-one/1.0", "current": true}])
+    );
+    let long = "x".repeat(600);
+    let refreshed = app
+        .client
+        .post(app.url("/api/token/refresh/"))
+        .header("User-Agent", &long)
+        .json(&json!({"refresh": refresh}))
+        .send()
+        .await
+        .unwrap();
+    let refreshed = crate::helpers::Reply::read(refreshed).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    let listed = app.get("/api/sessions/", Some(access)).await;
+    let listed = &listed.json[0];
+    assert_eq!(listed["user_agent"], "x".repeat(512));
+    assert_eq!(listed["ip_address"], "127.0.0.1");
+    assert_eq!(listed["created_at"], session["iat"]);
+    let last_used = listed["last_used_at"].as_i64().unwrap();
+    assert!(last_used >= session["iat"].as_i64().unwrap());
+    assert!(last_used <= crate::helpers::now());
+    app.stop().await;
+}
+
+/// `PRUNE_INTERVAL` makes the server delete expired token and session
+/// records by itself; afterwards `portcullis tokens flush-expired` finds
+/// nothing left. With `PRUNE_INTERVAL=0` the records stay until the CLI
+/// removes them.
+async fn pruning_task_removes_expired(backend: Backend) {
+    // (PRUNE_INTERVAL, what the CLI then finds to remove)
+    for (interval, left) in [(1, 0), (0, 1)] {
+        let pruned = left == 0;
+        let app = TestApp::spawn(
+            backend,
+            &format!(
+                "rotate_refresh_tokens = true\nrefresh_token_lifetime = 1\nprune_interval = {interval}\n"
+            ),
+        )
+        .await;
+        app.user("alice", "alice-pass", true, false).await;
+        let (refresh, _) = app.login("alice", "alice-pass").await;
+        let exp = claims(&refresh)["exp"].as_i64().unwrap();
+        assert_eq!(app.db.count_rows("outstanding_tokens").await, 1);
+        assert_eq!(app.db.count_rows("sessions").await, 1);
+        // Past its exp and two prune intervals, the token must be gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while crate::helpers::now() <= exp + 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if pruned {
+            while app.db.count_rows("outstanding_tokens").await > 0
+                || app.db.count_rows("sessions").await > 0
+            {
+                assert!(std::time::Instant::now() < deadline, "nothing was pruned");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        } else {
+            assert_eq!(app.db.count_rows("outstanding_tokens").await, 1);
+            assert_eq!(app.db.count_rows("sessions").await, 1);
+        }
+        let out = crate::helpers::run(
+            crate::cli::portcullis(&app.db, &["tokens", "flush-expired"]),
+            "",
+        )
+        .await;
+        assert_eq!(
+            (out.code, out.stdout),
+            (0, format!("Removed {left} expired token record(s).\n")),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(app.db.count_rows("sessions").await, 0);
+        app.stop().await;
+    }
+}
+
 crate::both_backends!(
+    sessions_show_the_client,
+    pruning_task_removes_expired,
     password_change_ends_other_sessions,
     list_and_end_sessions,
     logout_ends_one_session,

@@ -1,0 +1,427 @@
+//! `[[upstream]]`: forward a request to an HTTP application, authenticated
+//! on the way, as nginx's `proxy_pass` does — method, path, query, headers
+//! and a streamed body in both directions; hop-by-hop headers dropped;
+//! `X-Forwarded-*` set; WebSocket (any `Upgrade`) tunnelled.
+//!
+//! The client is hyper-util's pooled one: connections to an upstream are
+//! kept and reused, as nginx's `keepalive` does.
+
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::Frame;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis_core::AuthError;
+use portcullis_http::{ApiError, AppState};
+use serde_json::json;
+
+pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+/// Who may pass an `[[upstream]]` route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid access token, else simplejwt's 401.
+    Required,
+    /// Anonymous requests pass without identity; a token that is sent must
+    /// be valid (DRF's rule: a bad token is refused, not ignored).
+    Optional,
+    /// No authentication; identity headers are only removed.
+    None,
+}
+
+/// `UPSTREAM_CONNECT_TIMEOUT` and `UPSTREAM_READ_TIMEOUT`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyTimeouts {
+    /// Opening a connection to the upstream.
+    pub connect: Duration,
+    /// Waiting for the response head, and then between two reads of its
+    /// body (nginx's `proxy_read_timeout`).
+    pub read: Duration,
+}
+
+/// The scheme of the connection a request came on, for
+/// `X-Forwarded-Proto`. The server inserts it into the request's
+/// extensions on TLS connections; without it, `http`.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardedProto(pub &'static str);
+
+/// One `[[upstream]]` entry, checked.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Starts and ends with `/`.
+    pub prefix: String,
+    authority: Authority,
+    /// The URL's path without its trailing `/`, put before the forwarded
+    /// path (empty for `http://host:port`).
+    base_path: String,
+    auth: AuthMode,
+    strip_prefix: bool,
+}
+
+impl Upstream {
+    /// A route; `url` must be `http://host:port` with an optional path.
+    pub fn new(
+        prefix: String,
+        url: &str,
+        auth: AuthMode,
+        strip_prefix: bool,
+    ) -> Result<Self, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(format!(
+                "{url:?} must start with http:// (the upstream is reached over plain HTTP, usually on localhost or a private network)"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("{url:?} names no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!("{url:?} must not carry credentials"));
+        }
+        if uri.query().is_some() {
+            return Err(format!("{url:?} must not have a query"));
+        }
+        Ok(Self {
+            prefix,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+            auth,
+            strip_prefix,
+        })
+    }
+
+    pub(crate) async fn forward(
+        &self,
+        mut request: Request,
+        state: &AppState,
+        client: &Client,
+        timeouts: ProxyTimeouts,
+    ) -> Response {
+        let token = request
+            .headers()
+            .get(&state.http().auth_header_name)
+            .cloned();
+        let user = match self.authenticate(token.as_ref(), state).await {
+            Ok(user) => user,
+            Err(e) => {
+                let mut response = ApiError::from(e).into_response();
+                if response.status() == StatusCode::UNAUTHORIZED {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, state.www_authenticate().clone());
+                }
+                return response;
+            }
+        };
+        let upgrade = upgrade_of(request.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        let Some(uri) = self.upstream_uri(request.uri()) else {
+            return ApiError::NotFound.into_response();
+        };
+        let (mut parts, body) = request.into_parts();
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        let proto = parts
+            .extensions
+            .get::<ForwardedProto>()
+            .map_or("http", |p| p.0);
+        let headers = &mut parts.headers;
+        if !headers.contains_key(header::HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            headers.insert(header::HOST, host);
+        }
+        strip_hop_by_hop(headers);
+        let identity = &state.http().identity;
+        identity.remove(headers);
+        if let Some(user) = &user {
+            identity.insert(headers, user);
+        }
+        forwarded_headers(headers, peer, proto);
+        if let Some(upgrade) = upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, upgrade);
+        }
+        parts.uri = uri;
+        // The pooled client speaks HTTP/1.1 to the upstream whatever the
+        // client spoke to us.
+        parts.version = Version::HTTP_11;
+        let outgoing = Request::from_parts(parts, body);
+        let mut response = match tokio::time::timeout(timeouts.read, client.request(outgoing)).await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return self.failure(&e),
+            Err(_) => {
+                tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "the upstream did not answer in time");
+                return gateway_timeout();
+            }
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, Body::empty());
+        }
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Response::from_parts(parts, Body::new(IdleTimeout::new(body, timeouts.read)))
+    }
+
+    async fn authenticate(
+        &self,
+        token: Option<&HeaderValue>,
+        state: &AppState,
+    ) -> Result<Option<portcullis_core::User>, AuthError> {
+        if self.auth == AuthMode::None {
+            return Ok(None);
+        }
+        let header = token.map(HeaderValue::as_bytes);
+        match (state.auth().authenticate(header).await?, self.auth) {
+            (Some(authenticated), _) => Ok(Some(authenticated.user)),
+            (None, AuthMode::Required) => Err(AuthError::NotAuthenticated),
+            (None, _) => Ok(None),
+        }
+    }
+
+    fn upstream_uri(&self, original: &Uri) -> Option<Uri> {
+        let path = original.path();
+        let path = if self.strip_prefix {
+            // The prefix's own trailing `/` stays: /app/x → /x.
+            path.get(self.prefix.len() - 1..).unwrap_or("/")
+        } else {
+            path
+        };
+        let path_and_query = match original.query() {
+            Some(query) => format!("{}{path}?{query}", self.base_path),
+            None => format!("{}{path}", self.base_path),
+        };
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::try_from(path_and_query).ok()?)
+            .build()
+            .ok()
+    }
+
+    /// 502 for an upstream that cannot be reached or broke the exchange,
+    /// 504 for a connection attempt that timed out.
+    fn failure(&self, e: &hyper_util::client::legacy::Error) -> Response {
+        let mut source = e.source();
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "connecting to the upstream timed out");
+                return gateway_timeout();
+            }
+            source = cause.source();
+        }
+        tracing::warn!(upstream = %self.authority, prefix = %self.prefix, error = %DisplayChain(e), "the upstream failed");
+        (
+            StatusCode::BAD_GATEWAY,
+            axum::Json(json!({
+                "detail": "The upstream server is unreachable or sent an invalid response.",
+                "code": "bad_gateway",
+            })),
+        )
+            .into_response()
+    }
+}
+
+/// The client built once for every upstream.
+pub(crate) fn client(timeouts: ProxyTimeouts) -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeouts.connect));
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
+fn gateway_timeout() -> Response {
+    (
+        StatusCode::GATEWAY_TIMEOUT,
+        axum::Json(json!({
+            "detail": "The upstream server did not answer in time.",
+            "code": "gateway_timeout",
+        })),
+    )
+        .into_response()
+}
+
+/// The `Upgrade` value of a request asking to switch protocols.
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// RFC 9110 §7.6.1: the fields `Connection` names, and the fixed
+/// hop-by-hop ones, end at this hop.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+        let proxies: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxies {
+            headers.remove(name);
+        }
+    }
+}
+
+/// `X-Forwarded-For` with the peer appended (nginx's
+/// `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`, and
+/// `X-Forwarded-Host` from the client's `Host`.
+fn forwarded_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, proto: &'static str) {
+    const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    if let Some(peer) = peer {
+        let earlier: Vec<&str> = headers
+            .get_all(&FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let value = if earlier.is_empty() {
+            peer.to_string()
+        } else {
+            format!("{}, {peer}", earlier.join(", "))
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(FOR, value);
+        }
+    }
+    headers.insert(PROTO, HeaderValue::from_static(proto));
+    match headers.get(header::HOST).cloned() {
+        Some(host) => drop(headers.insert(HOST, host)),
+        None => drop(headers.remove(HOST)),
+    }
+}
+
+/// Copy bytes both ways once both sides have switched protocols.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((client, upstream)) => {
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(error = %e, "an upgraded connection ended");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "a protocol upgrade failed"),
+    }
+}
+
+/// The upstream's body with `UPSTREAM_READ_TIMEOUT` between two frames: a
+/// stalled upstream ends the response instead of holding it forever.
+struct IdleTimeout {
+    inner: Incoming,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimeout {
+    fn new(inner: Incoming, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl http_body::Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.timeout;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err("the upstream stopped sending".into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+struct DisplayChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,533 @@
+//! `[[static]]`: a directory served the way nginx serves one, plus the
+//! validators nginx sends.
+//!
+//! Not tower-http's `ServeDir`: it sends no `ETag`, follows symlinks out of
+//! its root, and does each file-system step on the blocking pool. Here a
+//! request for a small file costs one `lstat` per candidate (`.br`, `.gz`,
+//! the file), `open`, `fstat` and one `read` — plus one `realpath` for a
+//! file in a subdirectory or behind a symlink — done inline: from the page
+//! cache that is a few microseconds, less than handing the work to another
+//! thread and back (nginx, too, opens files on its event loop). Files above
+//! [`INLINE_MAX`] are streamed through tokio's file reader instead.
+
+use std::borrow::Cow;
+use std::fs::{File, Metadata};
+use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use portcullis_http::ApiError;
+use serde_json::json;
+
+/// Files up to this size are read into memory in one call; larger ones
+/// stream.
+const INLINE_MAX: u64 = 256 * 1024;
+
+/// One `[[static]]` entry, checked.
+#[derive(Debug, Clone)]
+pub struct StaticMount {
+    /// Starts and ends with `/`.
+    pub prefix: String,
+    /// Canonical (symlinks resolved): every served file must lie under it.
+    root: PathBuf,
+    cache_control: Option<HeaderValue>,
+}
+
+impl StaticMount {
+    /// A mount of `dir` at `prefix`; `dir` is resolved once here.
+    pub fn new(prefix: String, dir: &Path, cache_control: Option<HeaderValue>) -> io::Result<Self> {
+        let root = std::fs::canonicalize(dir)?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
+        }
+        Ok(Self {
+            prefix,
+            root,
+            cache_control,
+        })
+    }
+
+    /// Answer a request whose path starts with the prefix.
+    pub(crate) fn serve(&self, request: &Request) -> Response {
+        let head = match *request.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                let mut response =
+                    ApiError::MethodNotAllowed(request.method().to_string()).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return response;
+            }
+        };
+        let path = request.uri().path();
+        let Some((relative, index)) = relative_path(path.get(self.prefix.len()..).unwrap_or(""))
+        else {
+            return not_found();
+        };
+        let headers = request.headers();
+        let (br, gzip) = accepted_encodings(headers);
+        // The directory is resolved once for every candidate: its own
+        // symlinks may lead anywhere, but it must end under the root.
+        let full = self.root.join(&relative);
+        let (Some(parent), Some(name)) = (full.parent(), full.file_name()) else {
+            return not_found();
+        };
+        let parent = if parent == self.root {
+            Cow::Borrowed(parent)
+        } else {
+            match self.resolve_inside(parent) {
+                Ok(Some(real)) => Cow::Owned(real),
+                Ok(None) => return not_found(),
+                Err(e) => return io_failure(parent, &e),
+            }
+        };
+        let variants = [
+            (br, ".br", "br"),
+            (gzip, ".gz", "gzip"),
+            (true, "", "identity"),
+        ];
+        for (wanted, suffix, encoding) in variants {
+            if !wanted {
+                continue;
+            }
+            let candidate = if suffix.is_empty() {
+                parent.join(name)
+            } else {
+                let mut variant = name.to_os_string();
+                variant.push(suffix);
+                parent.join(variant)
+            };
+            match self.open(&candidate) {
+                Ok(Some((file, meta))) if meta.is_file() => {
+                    let file = Found {
+                        file,
+                        meta,
+                        encoding,
+                        name: &relative,
+                    };
+                    return self.respond(file, headers, head);
+                }
+                Ok(Some((_, meta))) if meta.is_dir() && suffix.is_empty() && !index => {
+                    return redirect_to_directory(request);
+                }
+                Ok(_) => {}
+                Err(e) => return io_failure(&candidate, &e),
+            }
+        }
+        not_found()
+    }
+
+    /// `path` with every symlink resolved, if it exists and lies under the
+    /// root; a path that leads out is as good as missing.
+    fn resolve_inside(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        match std::fs::canonicalize(path) {
+            Ok(real) if real.starts_with(&self.root) => Ok(Some(real)),
+            Ok(_) => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open a file of an already resolved directory. One `lstat` tells a
+    /// missing variant (the common case) and a plain file apart from a
+    /// symlink, which alone pays for a full resolution.
+    fn open(&self, path: &Path) -> io::Result<Option<(File, Metadata)>> {
+        let link = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta.file_type().is_symlink(),
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let path = if link {
+            match self.resolve_inside(path)? {
+                Some(real) => Cow::Owned(real),
+                None => return Ok(None),
+            }
+        } else {
+            Cow::Borrowed(path)
+        };
+        let file = File::open(&path)?;
+        let meta = file.metadata()?;
+        Ok(Some((file, meta)))
+    }
+
+    fn respond(&self, found: Found<'_>, request: &HeaderMap, head: bool) -> Response {
+        let Found {
+            mut file,
+            meta,
+            encoding,
+            name,
+        } = found;
+        let len = meta.len();
+        let modified = meta.modified().ok();
+        let etag = entity_tag(modified, len, encoding);
+        let mut response = Response::new(Body::empty());
+        let out = response.headers_mut();
+        out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        out.insert(header::ETAG, etag.clone());
+        if let Some(modified) = modified
+            && let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+        {
+            out.insert(header::LAST_MODIFIED, value);
+        }
+        if let Some(cache_control) = &self.cache_control {
+            out.insert(header::CACHE_CONTROL, cache_control.clone());
+        }
+        match precondition(request, &etag, modified) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                *response.status_mut() = StatusCode::NOT_MODIFIED;
+                return response;
+            }
+            Precondition::Failed => {
+                *response.status_mut() = StatusCode::PRECONDITION_FAILED;
+                return response;
+            }
+        }
+        out.insert(header::CONTENT_TYPE, content_type(name));
+        out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if encoding != "identity" {
+            out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        let (start, count) = match range(request, &etag, modified, len) {
+            Range::Full => (0, len),
+            Range::Part(start, end) => {
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, value);
+                }
+                (start, end - start + 1)
+            }
+            Range::Unsatisfiable => {
+                *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                let out = response.headers_mut();
+                out.remove(header::CONTENT_TYPE);
+                out.remove(header::CONTENT_ENCODING);
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    out.insert(header::CONTENT_RANGE, value);
+                }
+                out.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                return response;
+            }
+        };
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+        if head || count == 0 {
+            return response;
+        }
+        match body(&mut file, start, count) {
+            Ok(body) => {
+                *response.body_mut() = body;
+                response
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a static file");
+                server_error()
+            }
+        }
+    }
+}
+
+struct Found<'a> {
+    file: File,
+    meta: Metadata,
+    encoding: &'static str,
+    /// The requested name (not the variant's), for the content type.
+    name: &'a Path,
+}
+
+/// The part of a URL path under the prefix as a relative file path, and
+/// whether it named a directory (then `index.html` in it). `None` for a
+/// path that could lead out of the root: a `.` or `..` segment, or a
+/// segment that decodes to one, or that decodes to a `/`, `\` or NUL.
+fn relative_path(rest: &str) -> Option<(PathBuf, bool)> {
+    let mut relative = PathBuf::new();
+    for segment in rest.split('/').filter(|s| !s.is_empty()) {
+        let decoded = percent_decode_str(segment).decode_utf8().ok()?;
+        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\', '\0']) {
+            return None;
+        }
+        relative.push(&*decoded);
+    }
+    let index = rest.is_empty() || rest.ends_with('/');
+    if index {
+        relative.push("index.html");
+    }
+    Some((relative, index))
+}
+
+/// Whether the client takes `br` and `gzip` (present without `q=0`).
+fn accepted_encodings(headers: &HeaderMap) -> (bool, bool) {
+    let (mut br, mut gzip) = (false, false);
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if coding.eq_ignore_ascii_case("br") {
+                br = !refused;
+            } else if coding.eq_ignore_ascii_case("gzip") {
+                gzip = !refused;
+            }
+        }
+    }
+    (br, gzip)
+}
+
+/// nginx's strong `"mtime-size"` tag, with the encoding for a variant (a
+/// compressed body is another representation).
+fn entity_tag(modified: Option<SystemTime>, len: u64, encoding: &str) -> HeaderValue {
+    let since = modified
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let tag = if encoding == "identity" {
+        format!(
+            "\"{:x}.{:x}-{len:x}\"",
+            since.as_secs(),
+            since.subsec_nanos()
+        )
+    } else {
+        format!(
+            "\"{:x}.{:x}-{len:x}-{encoding}\"",
+            since.as_secs(),
+            since.subsec_nanos()
+        )
+    };
+    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+enum Precondition {
+    Proceed,
+    NotModified,
+    Failed,
+}
+
+/// RFC 9110 §13.2.2, in its order.
+fn precondition(
+    request: &HeaderMap,
+    etag: &HeaderValue,
+    modified: Option<SystemTime>,
+) -> Precondition {
+    let modified_secs = modified.map(whole_seconds);
+    if let Some(if_match) = request.get(header::IF_MATCH) {
+        if !tag_list_matches(if_match, etag, false) {
+            return Precondition::Failed;
+        }
+    } else if let (Some(since), Some(modified)) = (
+        date_header(request, header::IF_UNMODIFIED_SINCE),
+        modified_secs,
+    ) && modified > since
+    {
+        return Precondition::Failed;
+    }
+    if let Some(if_none_match) = request.get(header::IF_NONE_MATCH) {
+        if tag_list_matches(if_none_match, etag, true) {
+            return Precondition::NotModified;
+        }
+    } else if let (Some(since), Some(modified)) = (
+        date_header(request, header::IF_MODIFIED_SINCE),
+        modified_secs,
+    ) && modified <= since
+    {
+        return Precondition::NotModified;
+    }
+    Precondition::Proceed
+}
+
+/// Whether an `If-Match` / `If-None-Match` list holds `etag` (or is `*`);
+/// `weak` compares without the `W/` prefix (RFC 9110 §8.8.3.2).
+fn tag_list_matches(list: &HeaderValue, etag: &HeaderValue, weak: bool) -> bool {
+    let Ok(list) = list.to_str() else {
+        return false;
+    };
+    let ours = etag.as_bytes();
+    list.split(',').map(str::trim).any(|tag| {
+        if tag == "*" {
+            return true;
+        }
+        let tag = match tag.strip_prefix("W/") {
+            Some(_) if !weak => return false,
+            Some(stripped) => stripped,
+            None => tag,
+        };
+        tag.as_bytes() == ours
+    })
+}
+
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    UNIX_EPOCH + Duration::from_secs(since.as_secs())
+}
+
+fn date_header(request: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
+    httpdate::parse_http_date(request.get(name)?.to_str().ok()?).ok()
+}
+
+enum Range {
+    Full,
+    /// First and last byte, inclusive.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// One `bytes=` range (RFC 9110 §14). Several ranges, another unit, a
+/// syntax error or an `If-Range` that no longer holds: the whole file, as
+/// the RFC allows.
+fn range(request: &HeaderMap, etag: &HeaderValue, modified: Option<SystemTime>, len: u64) -> Range {
+    let Some(spec) = request
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Range::Full;
+    };
+    if let Some(if_range) = request.get(header::IF_RANGE) {
+        let holds = if if_range.as_bytes().first() == Some(&b'"') {
+            if_range == etag
+        } else {
+            let date = if_range
+                .to_str()
+                .ok()
+                .and_then(|d| httpdate::parse_http_date(d).ok());
+            date.is_some() && date == modified.map(whole_seconds)
+        };
+        if !holds {
+            return Range::Full;
+        }
+    }
+    if spec.contains(',') {
+        return Range::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Range::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let parsed = match (first.is_empty(), last.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match last.parse::<u64>() {
+            Ok(0) => return Range::Unsatisfiable,
+            Ok(n) if len > 0 => Some((len.saturating_sub(n), len - 1)),
+            Ok(_) => return Range::Unsatisfiable,
+            Err(_) => None,
+        },
+        (false, true) => first
+            .parse::<u64>()
+            .ok()
+            .map(|a| (a, len.saturating_sub(1))),
+        (false, false) => match (first.parse::<u64>(), last.parse::<u64>()) {
+            (Ok(a), Ok(b)) if a <= b => Some((a, b.min(len.saturating_sub(1)))),
+            _ => None,
+        },
+        (true, true) => None,
+    };
+    match parsed {
+        None => Range::Full,
+        Some((start, _)) if start >= len => Range::Unsatisfiable,
+        Some((start, end)) => Range::Part(start, end),
+    }
+}
+
+/// `count` bytes from `start`: read now when small, streamed otherwise.
+fn body(file: &mut File, start: u64, count: u64) -> io::Result<Body> {
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))?;
+    }
+    if count <= INLINE_MAX {
+        let mut bytes = vec![0; usize::try_from(count).unwrap_or(0)];
+        file.read_exact(&mut bytes)?;
+        return Ok(Body::from(bytes));
+    }
+    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file.try_clone()?), count);
+    Ok(Body::from_stream(
+        tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024),
+    ))
+}
+
+/// The media type from the extension; text is UTF-8, as nginx's
+/// `charset utf-8` would say.
+fn content_type(name: &Path) -> HeaderValue {
+    let guessed = mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    HeaderValue::from_static(match guessed {
+        "text/html" => "text/html; charset=utf-8",
+        "text/css" => "text/css; charset=utf-8",
+        "text/javascript" | "application/javascript" => "text/javascript; charset=utf-8",
+        "text/plain" => "text/plain; charset=utf-8",
+        "text/csv" => "text/csv; charset=utf-8",
+        "text/markdown" => "text/markdown; charset=utf-8",
+        "application/json" => "application/json",
+        "image/svg+xml" => "image/svg+xml",
+        other => other,
+    })
+}
+
+/// nginx's answer to a directory named without its slash: the same URL
+/// with one (query kept), where `index.html` and relative links work.
+fn redirect_to_directory(request: &Request) -> Response {
+    let uri = request.uri();
+    let location = match uri.query() {
+        Some(query) => format!("{}/?{query}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(location) => (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, location)],
+        )
+            .into_response(),
+        Err(_) => not_found(),
+    }
+}
+
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename
+    )
+}
+
+/// 403 for a file the server may not read (as nginx), 500 otherwise.
+fn io_failure(path: &Path, e: &io::Error) -> Response {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        return forbidden();
+    }
+    tracing::error!(path = %path.display(), error = %e, "cannot read a static file");
+    server_error()
+}
+
+fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({"detail": "You do not have permission to perform this action."})),
+    )
+        .into_response()
+}
+
+fn server_error() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({"detail": "A server error occurred."})),
+    )
+        .into_response()
+}
