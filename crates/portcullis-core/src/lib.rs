@@ -12,6 +12,7 @@ mod service;
 mod store;
 mod throttle;
 mod user;
+mod user_cache;
 
 pub use error::{AuthError, TokenMessage};
 pub use password::{HashParams, PasswordHasher, Verified};

@@ -241,10 +241,19 @@ async fn cli_delete_ends_sessions(backend: Backend) {
         "{}",
         out.stderr
     );
-    // Refused at once: the user is gone. Which check speaks first depends
-    // on whether this node has reloaded the revocation yet (deleting the
-    // user deletes its session rows, so it may never see it).
-    let (status, body) = me(&app, &alice_access).await;
+    // Refused within about a second: another process's change reaches
+    // this node's account cache (user_cache.rs) and revocations within a
+    // second. Which check speaks first depends on whether this node has
+    // reloaded the revocation yet (deleting the user deletes its session
+    // rows, so it may never see it).
+    let started = std::time::Instant::now();
+    let (status, body) = loop {
+        let (status, body) = me(&app, &alice_access).await;
+        if status != 200 || started.elapsed() > std::time::Duration::from_secs(5) {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(status, 401);
     assert!(
         body == ACCESS_REVOKED || body == r#"{"detail":"User not found","code":"user_not_found"}"#,

@@ -34,3 +34,4 @@ mod shutdown;
 mod throttle;
 mod timing;
 mod tls;
+mod user_cache;
