@@ -703,6 +703,42 @@ async fn proxy_failures_are_502_and_504() {
     app.stop().await;
 }
 
+/// `UPSTREAM_CONNECT_TIMEOUT`: an upstream whose accept queue is full
+/// drops new SYNs, so connecting hangs; past the timeout, 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_connect_timeout_is_504() {
+    // A listener with the smallest backlog that nobody accepts from, and
+    // connections that fill its queue (the later ones hang, and are
+    // dropped with the test).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let hung = listener.local_addr().unwrap();
+    let mut fillers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        fillers.spawn(tokio::net::TcpStream::connect(hung));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let toml = format!(
+        "upstream_connect_timeout = 1\n[[upstream]]\nprefix = \"/hung/\"\nurl = \"http://{hung}\"\nauth = \"none\"\n"
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &toml).await;
+    let started = std::time::Instant::now();
+    let reply = app.get("/hung/x", None).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            504,
+            r#"{"detail":"The upstream server did not answer in time.","code":"gateway_timeout"}"#
+        )
+    );
+    // The connect timeout answered, not the 60 s read timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    drop(listener);
+    fillers.abort_all();
+    app.stop().await;
+}
+
 /// A WebSocket handshake (`Connection: Upgrade`) passes through with its
 /// token checked, and bytes then flow both ways on the tunnel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
