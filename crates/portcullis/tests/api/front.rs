@@ -718,7 +718,7 @@ async fn proxy_connect_timeout_is_504() {
     for _ in 0..4 {
         fillers.spawn(tokio::net::TcpStream::connect(hung));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let toml = format!(
         "upstream_connect_timeout = 1\n[[upstream]]\nprefix = \"/hung/\"\nurl = \"http://{hung}\"\nauth = \"none\"\n"
     );
@@ -733,7 +733,7 @@ async fn proxy_connect_timeout_is_504() {
         )
     );
     // The connect timeout answered, not the 60 s read timeout.
-    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(30));
     drop(listener);
     fillers.abort_all();
     app.stop().await;
