@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, RwLock};
 
+use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-use aws_lc_rs::hmac;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value, json};
 
@@ -207,13 +207,13 @@ impl TokenEngine {
             None => Verifier::Configured,
             Some(kid) => self.verifier(&kid, now).ok_or(TokenError::Invalid)?,
         };
-        let verified = verifier
+        let signed_by_key = verifier
             .with_key(self, |algorithm, decoding, prepared| {
                 header.alg == algorithm
                     && verify_signature(algorithm, decoding, prepared, message, signature)
             })
             .ok_or(TokenError::Invalid)?;
-        if !verified {
+        if !signed_by_key {
             return Err(TokenError::Invalid);
         }
         let payload = URL_SAFE_NO_PAD
@@ -426,9 +426,7 @@ impl Verifier {
                 let prepared = k.signing.as_ref().and_then(SigningKeys::hmac);
                 f(k.algorithm, &k.decoding, prepared)
             }),
-            Self::Remote(remote, kid) => remote
-                .get(kid)
-                .map(|k| f(k.algorithm, &k.decoding, None)),
+            Self::Remote(remote, kid) => remote.get(kid).map(|k| f(k.algorithm, &k.decoding, None)),
         }
     }
 }
@@ -448,7 +446,10 @@ impl<'de> serde::Deserialize<'de> for Claims {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object of claims")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Claims, A::Error> {
                 let mut claims = Map::new();
                 while let Some(name) = map.next_key::<String>()? {
                     let value = map.next_value::<Value>()?;

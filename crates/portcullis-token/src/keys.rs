@@ -106,8 +106,7 @@ pub(crate) fn verify_signature(
             .decode(signature)
             .is_ok_and(|tag| hmac::verify(key, message, &tag).is_ok()),
         None => std::str::from_utf8(signature).is_ok_and(|signature| {
-            jsonwebtoken::crypto::verify(signature, message, decoding, algorithm)
-                .unwrap_or(false)
+            jsonwebtoken::crypto::verify(signature, message, decoding, algorithm).unwrap_or(false)
         }),
     }
 }
@@ -276,8 +275,10 @@ impl SigningKeys {
     pub(crate) fn sign(&self, message: &[u8]) -> Result<String, jsonwebtoken::errors::Error> {
         use base64::Engine as _;
         match &self.hmac {
-            Some(key) => Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(hmac::sign(key, message))),
+            Some(key) => {
+                Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(hmac::sign(key, message)))
+            }
             None => jsonwebtoken::crypto::sign(message, &self.encoding, self.algorithm),
         }
     }

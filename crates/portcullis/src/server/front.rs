@@ -86,7 +86,10 @@ pub(crate) async fn front(
     // are static strings and the route is one shared allocation.
     let labels = vec![
         Label::from_static_parts("method", method_label(&method)),
-        Label::new("route", metrics::SharedString::from(Arc::<str>::from(route.as_str()))),
+        Label::new(
+            "route",
+            metrics::SharedString::from(Arc::<str>::from(route.as_str())),
+        ),
         Label::new("status", status_label(response.status())),
     ];
     metrics::counter!(REQUESTS_TOTAL, labels.clone()).increment(1);
@@ -133,6 +136,8 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 /// formatting it through `write!` was a tenth of a `/api/users/me/` request.
 fn uuid_v4() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Where each byte's two digits go in 8-4-4-4-12.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut bytes = [0_u8; 16];
     if aws_lc_rs::rand::fill(&mut bytes).is_err() {
         return HeaderValue::from_static("00000000-0000-4000-8000-000000000000");
@@ -143,8 +148,6 @@ fn uuid_v4() -> HeaderValue {
     if let Some(b) = bytes.get_mut(8) {
         *b = (*b & 0x3f) | 0x80;
     }
-    // Where each byte's two digits go in 8-4-4-4-12.
-    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut text = [b'-'; 36];
     for (b, at) in bytes.iter().zip(AT) {
         if let Some([high, low]) = text.get_mut(at..at + 2) {
