@@ -3,15 +3,16 @@
 
 use std::sync::{Arc, RwLock};
 
+use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-use jsonwebtoken::{DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value, json};
 
 use crate::claims::numeric_date;
-use crate::keys::algorithm_name;
-use crate::keyset::{KeyRing, LoadedKey, RemoteKeys, validation_for};
+use crate::keys::{algorithm_name, verify_signature};
+use crate::keyset::{KeyRing, LoadedKey, RemoteKeys};
 use crate::{Clock, SigningKeys, Token, TokenError, TokenSettings, TokenType};
 
 /// Signing failed: the keys were checked at load time, so this means the
@@ -32,7 +33,6 @@ pub struct TokenEngine {
     settings: Arc<TokenSettings>,
     keys: Arc<SigningKeys>,
     clock: Arc<dyn Clock>,
-    validation: Arc<Validation>,
     /// The configured key's public JWK, with its RFC 7638 thumbprint as kid.
     configured_jwk: Option<Arc<Jwk>>,
     ring: Arc<RwLock<Arc<KeyRing>>>,
@@ -69,10 +69,9 @@ impl TokenEngine {
     #[must_use]
     pub fn new(mut settings: TokenSettings, keys: SigningKeys, clock: Arc<dyn Clock>) -> Self {
         settings.algorithm = keys.algorithm();
-        // jsonwebtoken checks the signature and pins the algorithm (RFC 8725
-        // §3.1: the key decides, `alg` must merely agree). The claim rules
-        // are PyJWT's and read our injected clock, so they are applied here.
-        let validation = validation_for(keys.algorithm());
+        // The key pins the algorithm (RFC 8725 §3.1: the key decides, `alg`
+        // must merely agree; see `decode`). The claim rules are PyJWT's and
+        // read our injected clock, so they are applied in `decode` too.
         let configured_jwk = keys.public_jwk().and_then(|mut jwk| {
             let kid = jwk.thumbprint(ThumbprintHash::SHA256).ok()?;
             jwk.common.key_id = Some(kid);
@@ -82,7 +81,6 @@ impl TokenEngine {
             settings: Arc::new(settings),
             keys: Arc::new(keys),
             clock,
-            validation: Arc::new(validation),
             configured_jwk,
             ring: Arc::default(),
             remote: Arc::default(),
@@ -183,22 +181,45 @@ impl TokenEngine {
         if raw.len() > self.settings.max_token_bytes {
             return Err(TokenError::Invalid);
         }
-        let raw = std::str::from_utf8(raw).map_err(|_| TokenError::Invalid)?;
         let now = self.now();
+        // JWS compact form, split as jsonwebtoken does (exactly three
+        // parts); the header is parsed once, into jsonwebtoken's `Header`
+        // so that what it refuses (an unknown `alg`, a mistyped field)
+        // is still refused.
+        let mut parts = raw.rsplitn(2, |b| *b == b'.');
+        let (Some(signature), Some(message), None) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Invalid);
+        };
+        let mut parts = message.rsplitn(2, |b| *b == b'.');
+        let (Some(payload), Some(header), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(TokenError::Invalid);
+        };
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenError::Invalid)?;
+        let header: jsonwebtoken::Header =
+            serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
         // A token with a kid is verified by that key only, with that key's
         // algorithm; one without is simplejwt's, for the configured key.
-        let header = jsonwebtoken::decode_header(raw).map_err(|_| TokenError::Invalid)?;
+        // `alg` must merely agree with the key's (RFC 8725 §3.1).
         let verifier = match header.kid {
             None => Verifier::Configured,
             Some(kid) => self.verifier(&kid, now).ok_or(TokenError::Invalid)?,
         };
-        let data = verifier
-            .with_key(self, |decoding, validation| {
-                jsonwebtoken::decode::<Map<String, Value>>(raw, decoding, validation)
+        let signed_by_key = verifier
+            .with_key(self, |algorithm, decoding, prepared| {
+                header.alg == algorithm
+                    && verify_signature(algorithm, decoding, prepared, message, signature)
             })
-            .ok_or(TokenError::Invalid)?
+            .ok_or(TokenError::Invalid)?;
+        if !signed_by_key {
+            return Err(TokenError::Invalid);
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
             .map_err(|_| TokenError::Invalid)?;
-        let claims = data.claims;
+        let Claims(claims) = serde_json::from_slice(&payload).map_err(|_| TokenError::Invalid)?;
         let leeway = self.settings.leeway;
 
         for name in ["iat", "nbf"] {
@@ -282,9 +303,9 @@ impl TokenEngine {
         let mut message = URL_SAFE_NO_PAD.encode(header);
         message.push('.');
         message.push_str(&URL_SAFE_NO_PAD.encode(payload));
-        let signature =
-            jsonwebtoken::crypto::sign(message.as_bytes(), signing.encoding(), signing.algorithm())
-                .map_err(|e| SignError(e.to_string()))?;
+        let signature = signing
+            .sign(message.as_bytes())
+            .map_err(|e| SignError(e.to_string()))?;
         message.push('.');
         message.push_str(&signature);
         Ok(message)
@@ -394,15 +415,53 @@ impl Verifier {
     fn with_key<R>(
         &self,
         engine: &TokenEngine,
-        f: impl FnOnce(&DecodingKey, &Validation) -> R,
+        f: impl FnOnce(Algorithm, &DecodingKey, Option<&hmac::Key>) -> R,
     ) -> Option<R> {
         match self {
-            Self::Configured => Some(f(engine.keys.decoding(), &engine.validation)),
-            Self::Ring(ring, kid) => ring
-                .verifier(kid, engine.now())
-                .map(|k| f(&k.decoding, &k.validation)),
-            Self::Remote(remote, kid) => remote.get(kid).map(|k| f(&k.decoding, &k.validation)),
+            Self::Configured => {
+                let keys = &engine.keys;
+                Some(f(keys.algorithm(), keys.decoding(), keys.hmac()))
+            }
+            Self::Ring(ring, kid) => ring.verifier(kid, engine.now()).map(|k| {
+                let prepared = k.signing.as_ref().and_then(SigningKeys::hmac);
+                f(k.algorithm, &k.decoding, prepared)
+            }),
+            Self::Remote(remote, kid) => remote.get(kid).map(|k| f(k.algorithm, &k.decoding, None)),
         }
+    }
+}
+
+/// The payload's claims, read in one pass. As with PyJWT's `json.loads`
+/// a repeated claim takes its last value, except the registered claims
+/// jsonwebtoken reads strictly (`exp`, `nbf`, `sub`, `iss`, `aud`): a token
+/// naming one of them twice is refused, as it was when jsonwebtoken decoded
+/// the payload (`hardening::duplicate_json_keys`).
+struct Claims(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Claims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Claims;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Claims, A::Error> {
+                let mut claims = Map::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let value = map.next_value::<Value>()?;
+                    let strict = matches!(name.as_str(), "exp" | "nbf" | "sub" | "iss" | "aud");
+                    if claims.insert(name, value).is_some() && strict {
+                        return Err(serde::de::Error::custom("a registered claim is repeated"));
+                    }
+                }
+                Ok(Claims(claims))
+            }
+        }
+        deserializer.deserialize_map(Visit)
     }
 }
 

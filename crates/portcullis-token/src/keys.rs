@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
     KeyPair, RsaKeyPair,
@@ -72,6 +73,11 @@ pub struct SigningKeys {
     algorithm: Algorithm,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The HMAC secret prepared once: jsonwebtoken builds an `hmac::Key`
+    /// (the secret hashed into inner and outer pads) on every sign and
+    /// verify, which was a tenth of a `/api/users/me/` request. `None` for
+    /// asymmetric keys.
+    hmac: Option<hmac::Key>,
 }
 
 impl fmt::Debug for SigningKeys {
@@ -80,6 +86,28 @@ impl fmt::Debug for SigningKeys {
         f.debug_struct("SigningKeys")
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether `signature` (base64url, as in the token) signs `message` under
+/// `algorithm` with this key. The algorithm is the key's, never the
+/// token's. HMAC uses the prepared key and aws-lc's constant-time
+/// comparison (`hmac::verify`); other algorithms go through jsonwebtoken.
+pub(crate) fn verify_signature(
+    algorithm: Algorithm,
+    decoding: &DecodingKey,
+    prepared: Option<&hmac::Key>,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    use base64::Engine as _;
+    match prepared {
+        Some(key) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .is_ok_and(|tag| hmac::verify(key, message, &tag).is_ok()),
+        None => std::str::from_utf8(signature).is_ok_and(|signature| {
+            jsonwebtoken::crypto::verify(signature, message, decoding, algorithm).unwrap_or(false)
+        }),
     }
 }
 
@@ -150,10 +178,16 @@ impl SigningKeys {
                     got: signing.len(),
                 });
             }
+            let prepared = match algorithm {
+                Algorithm::HS384 => hmac::HMAC_SHA384,
+                Algorithm::HS512 => hmac::HMAC_SHA512,
+                _ => hmac::HMAC_SHA256,
+            };
             Self {
                 algorithm,
                 encoding: EncodingKey::from_secret(signing),
                 decoding: DecodingKey::from_secret(signing),
+                hmac: Some(hmac::Key::new(prepared, signing)),
             }
         } else {
             let (encoding, derived) = load_private(algorithm, signing)?;
@@ -165,6 +199,7 @@ impl SigningKeys {
                 algorithm,
                 encoding,
                 decoding,
+                hmac: None,
             }
         };
         keys.check_pair()?;
@@ -183,6 +218,7 @@ impl SigningKeys {
             algorithm,
             encoding: EncodingKey::from_secret(&[]),
             decoding: load_public(algorithm, key)?,
+            hmac: None,
         })
     }
 
@@ -226,12 +262,25 @@ impl SigningKeys {
             .ok()
     }
 
-    pub(crate) fn encoding(&self) -> &EncodingKey {
-        &self.encoding
-    }
-
     pub(crate) fn decoding(&self) -> &DecodingKey {
         &self.decoding
+    }
+
+    /// The prepared HMAC key, for HS256/384/512.
+    pub(crate) fn hmac(&self) -> Option<&hmac::Key> {
+        self.hmac.as_ref()
+    }
+
+    /// The base64url signature of `message` (a JWS signing input).
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<String, jsonwebtoken::errors::Error> {
+        use base64::Engine as _;
+        match &self.hmac {
+            Some(key) => {
+                Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(hmac::sign(key, message)))
+            }
+            None => jsonwebtoken::crypto::sign(message, &self.encoding, self.algorithm),
+        }
     }
 
     /// Sign a probe and verify it, so a mismatched pair fails at start.

@@ -30,7 +30,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::keys::{algorithm_name, is_hmac, parse_algorithm};
 use crate::{KeyError, SigningKeys};
@@ -164,7 +164,6 @@ pub(crate) struct LoadedKey {
     /// `None` for keys we only verify with (another issuer's).
     pub(crate) signing: Option<SigningKeys>,
     pub(crate) decoding: DecodingKey,
-    pub(crate) validation: Validation,
     /// The public JWK with `kid`; `None` for HMAC (never published).
     pub(crate) jwk: Option<Jwk>,
 }
@@ -175,18 +174,6 @@ impl fmt::Debug for LoadedKey {
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
     }
-}
-
-/// jsonwebtoken checks the signature and that `alg` equals the key's
-/// algorithm; the claim rules are PyJWT's and applied by the engine.
-pub(crate) fn validation_for(algorithm: Algorithm) -> Validation {
-    let mut validation = Validation::new(algorithm);
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    validation.leeway = 0;
-    validation
 }
 
 impl LoadedKey {
@@ -205,7 +192,6 @@ impl LoadedKey {
             algorithm,
             decoding: signing.decoding().clone(),
             signing: Some(signing),
-            validation: validation_for(algorithm),
             jwk,
         })
     }
@@ -383,7 +369,6 @@ fn remote_key(jwk: &Jwk) -> Option<LoadedKey> {
         algorithm,
         signing: None,
         decoding,
-        validation: validation_for(algorithm),
         jwk: None,
     })
 }
