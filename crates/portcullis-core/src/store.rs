@@ -263,6 +263,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Forget a throttle key's failures and block (a successful login,
     /// `portcullis user unlock`). `false` if there were none.
     async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError>;
+    /// Delete the throttle rows that no longer matter: not blocked at
+    /// `now` and with a window that started before `window_start_before`
+    /// (their count would be reset at the next failure anyway). Unix
+    /// milliseconds. Part of the pruning task and `tokens flush-expired`.
+    async fn prune_login_failures(
+        &self,
+        now: i64,
+        window_start_before: i64,
+    ) -> Result<u64, StoreError>;
 
     /// A server setting kept in the database (the generated signing key).
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;

@@ -257,6 +257,16 @@ impl Store for CachingStore {
         self.inner.clear_login_failures(key).await
     }
 
+    async fn prune_login_failures(
+        &self,
+        now: i64,
+        window_start_before: i64,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .prune_login_failures(now, window_start_before)
+            .await
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.inner.setting(key).await
     }

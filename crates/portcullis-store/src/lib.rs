@@ -907,6 +907,19 @@ impl Store for SqlStore {
         Ok(deleted > 0)
     }
 
+    async fn prune_login_failures(
+        &self,
+        now: i64,
+        window_start_before: i64,
+    ) -> Result<u64, StoreError> {
+        execute!(
+            self,
+            "DELETE FROM login_failures WHERE blocked_until <= $1 AND window_start < $2",
+            now,
+            window_start_before
+        )
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         on_pool!(self, pool => sqlx::query_scalar::<_, String>("SELECT value FROM server_settings WHERE key = $1")
             .bind(key)

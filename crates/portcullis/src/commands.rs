@@ -30,7 +30,7 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         }
         Command::Tokens(TokensCommand::FlushExpired) => {
             let store = open_store(loaded).await?;
-            let removed = flush_expired(&store).await?;
+            let removed = flush_expired(&store, loaded.config.login_failure_window.0).await?;
             println!("Removed {removed} expired token record(s).");
             Ok(())
         }
@@ -40,10 +40,22 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
     }
 }
 
-/// Delete the token and session records expired by now; shared by
+/// Delete the token and session records expired by now (their count is
+/// returned), and the login throttle rows whose window
+/// (`LOGIN_FAILURE_WINDOW`, seconds) is over and that block nothing, so
+/// that table does not grow without bound; shared by
 /// `portcullis tokens flush-expired` and the server's pruning task.
-pub(crate) async fn flush_expired(store: &SqlStore) -> Result<u64, StoreError> {
-    store.flush_expired(SystemClock.now()).await
+pub(crate) async fn flush_expired(store: &SqlStore, window: i64) -> Result<u64, StoreError> {
+    let now = SystemClock.now();
+    let tokens = store.flush_expired(now).await?;
+    let now_ms = now.saturating_mul(1000);
+    let throttle = store
+        .prune_login_failures(now_ms, now_ms.saturating_sub(window.saturating_mul(1000)))
+        .await?;
+    if throttle > 0 {
+        tracing::info!(removed = throttle, "pruned expired login throttle records");
+    }
+    Ok(tokens)
 }
 
 async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<()> {

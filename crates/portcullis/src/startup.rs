@@ -177,7 +177,11 @@ impl Application {
         ));
         background.spawn(revocation_task(self.auth.clone(), self.store.clone()));
         if let Some(every) = self.prune_interval {
-            background.spawn(prune_task(self.store.clone(), every));
+            background.spawn(prune_task(
+                self.store.clone(),
+                every,
+                self.auth.settings().throttle.window,
+            ));
         }
         let settings = Arc::new(self.front);
         let mut listeners = vec![Listener {
@@ -306,12 +310,12 @@ async fn revocation_task(auth: AuthService, store: SqlStore) {
 /// job is needed. The first run is one interval after the start (a fleet
 /// restarting together does not prune all at once); a failure is logged
 /// and retried at the next tick.
-async fn prune_task(store: SqlStore, every: Duration) {
+async fn prune_task(store: SqlStore, every: Duration, login_failure_window: i64) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match crate::commands::flush_expired(&store).await {
+        match crate::commands::flush_expired(&store, login_failure_window).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned expired token records"),
             Err(e) => tracing::warn!(error = %e, "cannot prune expired token records"),

@@ -226,8 +226,58 @@ async fn store_counts_in_windows(backend: Backend) {
     assert_eq!(store.login_blocked_until(key).await.unwrap(), 0);
 }
 
+/// Throttle rows whose window is over and that block nothing are removed
+/// by the pruning task (`PRUNE_INTERVAL`), or by
+/// `portcullis tokens flush-expired` when the task is off; a row that
+/// still blocks is kept.
+async fn expired_rows_are_pruned(backend: Backend) {
+    for interval in [1, 0] {
+        let app = TestApp::spawn(
+            backend,
+            &format!("login_failure_window = 1\nlogin_lockout = 60\nlogin_failure_limit = 2\nprune_interval = {interval}\n"),
+        )
+        .await;
+        app.user("alice", "alice-pass", true, false).await;
+        let bad = json!({"username": "alice", "password": "wrong"});
+        assert_eq!(app.post("/api/token/", bad.clone()).await.status, 401);
+        // The username key and the address key.
+        assert_eq!(app.db.count_rows("login_failures").await, 2);
+        // bob reaches the limit and is locked for a minute: his row stays.
+        for _ in 0..2 {
+            let reply = app
+                .post("/api/token/", json!({"username": "bob", "password": "x"}))
+                .await;
+            assert_eq!(reply.status, 401, "{}", reply.body);
+        }
+        assert_eq!(app.db.count_rows("login_failures").await, 3);
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        if interval == 0 {
+            assert_eq!(app.db.count_rows("login_failures").await, 3);
+            let mut flush = portcullis(&app.db, &["tokens", "flush-expired"]);
+            flush.env("PORTCULLIS_LOGIN_FAILURE_WINDOW", "1");
+            let out = run(flush, "").await;
+            assert_eq!(out.code, 0, "{}", out.stderr);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // alice's username row and the address row go; bob's lock stays.
+        while app.db.count_rows("login_failures").await != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expired throttle rows were not pruned"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reply = app
+            .post("/api/token/", json!({"username": "bob", "password": "x"}))
+            .await;
+        assert_eq!(reply.status, 429, "{}", reply.body);
+        app.stop().await;
+    }
+}
+
 crate::both_backends!(
     store_counts_in_windows,
+    expired_rows_are_pruned,
     lock_after_limit,
     delays_grow,
     per_address,
