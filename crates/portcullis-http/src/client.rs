@@ -143,9 +143,15 @@ impl FromRequestParts<AppState> for ClientAddr {
 }
 
 /// Extractor: the client a session records at login and refresh: its
-/// [`client_address`] and `User-Agent`, as a [`portcullis_core::Client`].
+/// [`client_address`] (also what login throttling counts) and
+/// `User-Agent`, as a [`portcullis_core::Client`].
 #[derive(Debug, Clone)]
-pub struct ClientInfo(pub Client);
+pub struct ClientInfo {
+    /// The request's [`client_address`] under `TRUSTED_PROXIES`.
+    pub address: Option<IpAddr>,
+    /// What the session records.
+    pub client: Client,
+}
 
 impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = Infallible;
@@ -156,10 +162,10 @@ impl FromRequestParts<AppState> for ClientInfo {
             .headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        Ok(Self(Client::new(
-            address.map(|ip| ip.to_string()),
-            user_agent.as_deref(),
-        )))
+        Ok(Self {
+            address,
+            client: Client::new(address.map(|ip| ip.to_string()), user_agent.as_deref()),
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 //! simplejwt's token views: `POST` only, public, `Allow: POST, OPTIONS`.
 //! Each path answers with and without its trailing slash.
 
+use std::net::IpAddr;
+
 use axum::extract::State;
 use axum::middleware::map_response;
 use axum::routing::{MethodRouter, post};
@@ -55,7 +57,7 @@ fn view(method_router: MethodRouter<AppState>, options: Value) -> MethodRouter<A
         .fallback(method_not_allowed)
 }
 
-fn credentials(data: &DrfData, ClientAddr(client): ClientAddr) -> Result<Credentials, ApiError> {
+fn credentials(data: &DrfData, client: Option<IpAddr>) -> Result<Credentials, ApiError> {
     let [username, password] = data.strings(["username", "password"])?;
     Ok(Credentials {
         username,
@@ -66,8 +68,7 @@ fn credentials(data: &DrfData, ClientAddr(client): ClientAddr) -> Result<Credent
 
 async fn obtain_pair(
     State(state): State<AppState>,
-    address: ClientAddr,
-    ClientInfo(client): ClientInfo,
+    ClientInfo { address, client }: ClientInfo,
     data: DrfData,
 ) -> CookieResult {
     let pair = state
@@ -83,7 +84,7 @@ async fn obtain_pair(
 /// The body's `refresh`, or in cookie mode the cookie's (CSRF-checked).
 async fn refresh(
     State(state): State<AppState>,
-    ClientInfo(client): ClientInfo,
+    ClientInfo { client, .. }: ClientInfo,
     cookies: CookieRefresh,
     data: DrfData,
 ) -> CookieResult {
@@ -117,7 +118,7 @@ async fn blacklist(
 
 async fn obtain_sliding(
     State(state): State<AppState>,
-    client: ClientAddr,
+    ClientAddr(client): ClientAddr,
     data: DrfData,
 ) -> JsonResult {
     let token = state
