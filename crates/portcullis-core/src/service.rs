@@ -181,7 +181,7 @@ impl AuthService {
     /// `TokenObtainPairSerializer.validate`: check the credentials, then
     /// issue and record a refresh token and derive its access token. With
     /// sessions, the session remembers `client`.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn obtain_pair(
         &self,
         credentials: Credentials,
@@ -206,7 +206,7 @@ impl AuthService {
     }
 
     /// `TokenObtainSlidingSerializer.validate`.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn obtain_sliding(&self, credentials: Credentials) -> Result<String, AuthError> {
         let user = self.login(credentials).await?;
         let sliding = self.issue(TokenType::Sliding, &user).await?;
@@ -225,7 +225,7 @@ impl AuthService {
     /// the atomic gate: of concurrent refreshes of one token, exactly one
     /// succeeds (5.5.1 lets them all through). With sessions, `client` is
     /// recorded as the session's last user.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(
         &self,
         raw: &str,
@@ -256,7 +256,7 @@ impl AuthService {
     /// `TokenVerifySerializer.validate`: any token type; the blacklist is
     /// consulted only with `BLACKLIST_AFTER_ROTATION` (simplejwt's rule,
     /// kept for compatibility), and then answers a 400.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify(&self, raw: &str) -> Result<(), AuthError> {
         let token = self.decode(raw.as_bytes()).await?;
         token.verify(self.engine.settings(), self.engine.now(), None)?;
@@ -271,7 +271,7 @@ impl AuthService {
 
     /// `TokenBlacklistSerializer.validate`. Blacklisting twice is refused
     /// with "Token is blacklisted", as in simplejwt.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn blacklist(&self, raw: &str) -> Result<(), AuthError> {
         let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
         if self.blacklist_token(&refresh).await? {
@@ -290,7 +290,7 @@ impl AuthService {
     /// within `exp` (simplejwt's rule) and `refresh_exp`; `jti` and
     /// `refresh_exp` are kept. The user checks of simplejwt's master branch
     /// apply (5.5.1 has none).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh_sliding(&self, raw: &str) -> Result<String, AuthError> {
         let sliding = self.validate_stored(raw, TokenType::Sliding).await?;
         let settings = self.engine.settings();
@@ -321,7 +321,7 @@ impl AuthService {
     }
 
     /// `JWTAuthentication.authenticate`: `Ok(None)` for anonymous requests.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(
         &self,
         header: Option<&[u8]>,
@@ -368,7 +368,7 @@ impl AuthService {
     /// `POST /api/token/logout/`: end the caller's session, its access
     /// tokens included; a refresh token sent along is blacklisted too (the
     /// only thing to end when sessions are off).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(
         &self,
         auth: &Authenticated,
@@ -397,7 +397,7 @@ impl AuthService {
     /// `POST /api/token/logout-all/`: every token the user holds stops
     /// working (ASVS V7.4.1): a not-valid-before instant, every session
     /// ended, every outstanding refresh token blacklisted.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout_all(&self, user: &User) -> Result<(), AuthError> {
         self.end_sessions(user.id, None).await
     }
@@ -406,7 +406,7 @@ impl AuthService {
     /// one, and end every other session (ASVS V7.4.3); the caller's own
     /// session lives on. Without sessions every token issued before is
     /// refused, the caller's included.
-    #[tracing::instrument(skip_all, fields(user_id = auth.user.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = auth.user.id))]
     pub async fn change_password(
         &self,
         auth: &Authenticated,

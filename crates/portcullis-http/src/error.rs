@@ -121,7 +121,7 @@ fn auth_response(e: &AuthError) -> Response {
             ApiError::Fields(vec![("old_password", "Wrong password.")]).into_response()
         }
         AuthError::Store(_) | AuthError::Internal(_) => {
-            tracing::error!(error = %e, "request failed");
+            tracing::error!(error = %e, request_id = %crate::request_id::current(), "request failed");
             detail(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "A server error occurred.",

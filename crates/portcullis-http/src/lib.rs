@@ -13,6 +13,7 @@ pub mod cookie;
 mod error;
 mod identity;
 mod python_json;
+pub mod request_id;
 mod routes;
 mod state;
 

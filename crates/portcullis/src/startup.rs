@@ -176,6 +176,7 @@ impl Application {
             self.rotation,
         ));
         background.spawn(revocation_task(self.auth.clone(), self.store.clone()));
+        background.spawn(server::metrics::upkeep_task());
         if let Some(every) = self.prune_interval {
             background.spawn(prune_task(
                 self.store.clone(),
@@ -225,6 +226,7 @@ impl Application {
             hangup.abort();
         }
         self.store.close().await;
+        server::flush_access_log();
         tracing::info!("portcullis stopped");
         Ok(())
     }

@@ -11,12 +11,11 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics::Label;
 use portcullis_http::ApiError;
 use tracing::Instrument as _;
 
-use super::metrics::{REQUEST_SECONDS, REQUESTS_TOTAL, UNMATCHED, method_label};
-use crate::config::AccessLog;
+use super::access_log;
+use super::metrics::{UNMATCHED, record_request};
 
 /// The request id header, read and returned.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -32,7 +31,8 @@ pub(crate) struct Front {
     /// `Strict-Transport-Security`, on the TLS listener only (RFC 6797
     /// §7.2: a host must not send it over plain HTTP).
     pub(crate) hsts: Option<HeaderValue>,
-    pub(crate) access_log: AccessLog,
+    /// `None` when `ACCESS_LOG=off` or `LOG` filters the access lines out.
+    pub(crate) access_log: Option<access_log::Format>,
 }
 
 /// The middleware.
@@ -57,7 +57,10 @@ pub(crate) async fn front(
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
     let version = request.version();
-    let span = tracing::info_span!("request", request_id = %id.to_str().unwrap_or_default());
+    // Every event while serving the request carries its id at LOG=debug;
+    // at the default level the span would cost more than the rest of the
+    // middleware, and the rare error line takes the id from the task-local.
+    let span = tracing::debug_span!("request", request_id = %id.to_str().unwrap_or_default());
 
     let mut response = if too_large(request.headers(), front.max_body_bytes) {
         ApiError::PayloadTooLarge(front.max_body_bytes).into_response()
@@ -66,8 +69,8 @@ pub(crate) async fn front(
         // while it streams; readers see an error and answer 413.
         let request =
             request.map(|body| Body::new(http_body_util::Limited::new(body, front.max_body_bytes)));
-        match tokio::time::timeout(front.request_timeout, next.run(request).instrument(span)).await
-        {
+        let served = portcullis_http::request_id::scope(id.clone(), next.run(request));
+        match tokio::time::timeout(front.request_timeout, served.instrument(span)).await {
             Ok(response) => response,
             Err(_) => timed_out(front.request_timeout),
         }
@@ -82,31 +85,20 @@ pub(crate) async fn front(
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    // Built once and shared by both metrics: the method and status labels
-    // are static strings and the route is one shared allocation.
-    let labels = vec![
-        Label::from_static_parts("method", method_label(&method)),
-        Label::new(
-            "route",
-            metrics::SharedString::from(Arc::<str>::from(route.as_str())),
-        ),
-        Label::new("status", status_label(response.status())),
-    ];
-    metrics::counter!(REQUESTS_TOTAL, labels.clone()).increment(1);
-    metrics::histogram!(REQUEST_SECONDS, labels).record(elapsed.as_secs_f64());
-    if front.access_log != AccessLog::Off {
-        // Never headers, cookies or bodies: only what identifies the request.
-        tracing::info!(
-            target: "portcullis::access",
-            request_id = %id.to_str().unwrap_or_default(),
-            remote = %remote.map(|r| r.to_string()).unwrap_or_default(),
-            method = %method,
-            path = %path,
-            route = %route,
-            version = ?version,
-            status,
-            duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            "request"
+    record_request(&method, &route, response.status(), elapsed);
+    if let Some(format) = front.access_log {
+        access_log::record(
+            format,
+            &access_log::Entry {
+                request_id: id.to_str().unwrap_or_default(),
+                remote,
+                method: method.as_str(),
+                path: &path,
+                route: &route,
+                version,
+                status,
+                duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            },
         );
     }
     response
@@ -131,17 +123,17 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         .unwrap_or_else(uuid_v4)
 }
 
-/// A random UUID (RFC 9562 version 4) from the system's random source, in
-/// its hyphenated lowercase form. Written byte by byte into a fixed buffer:
-/// formatting it through `write!` was a tenth of a `/api/users/me/` request.
+/// A random UUID (RFC 9562 version 4), in its hyphenated lowercase form.
+/// The bits come from a fast thread-local generator (`fastrand`, seeded
+/// once per thread from the system): a request id must be unique, not
+/// unpredictable, and the system's random source was 3% of a request.
+/// Written byte by byte into a fixed buffer: formatting it through
+/// `write!` was a tenth of a `/api/users/me/` request.
 fn uuid_v4() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     // Where each byte's two digits go in 8-4-4-4-12.
     const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
-    let mut bytes = [0_u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        return HeaderValue::from_static("00000000-0000-4000-8000-000000000000");
-    }
+    let mut bytes = fastrand::u128(..).to_le_bytes();
     if let Some(b) = bytes.get_mut(6) {
         *b = (*b & 0x0f) | 0x40;
     }
@@ -156,35 +148,6 @@ fn uuid_v4() -> HeaderValue {
         }
     }
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// The `status` label without formatting for the statuses this server
-/// answers with; any other is formatted.
-fn status_label(status: StatusCode) -> metrics::SharedString {
-    let known = match status.as_u16() {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        308 => "308",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        408 => "408",
-        413 => "413",
-        415 => "415",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        other => return metrics::SharedString::from_owned(other.to_string()),
-    };
-    metrics::SharedString::const_str(known)
 }
 
 fn too_large(headers: &HeaderMap, limit: usize) -> bool {

@@ -6,12 +6,16 @@
 //! or [`UNMATCHED`], never the raw path; methods outside the standard set
 //! count as `other`.
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use metrics::{Counter, Histogram, Label};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Requests answered, by `method`, `route` and `status`.
@@ -70,6 +74,23 @@ fn describe() {
     );
 }
 
+/// How often [`upkeep_task`] drains histogram samples.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Drain histogram samples into their buckets every [`UPKEEP_INTERVAL`].
+/// The exporter buffers every sample until upkeep runs, and only its own
+/// HTTP listener (which we do not use) schedules upkeep: without this task
+/// a server that nobody scrapes kept every request's latency sample, about
+/// 8 bytes a request, for good.
+pub(crate) async fn upkeep_task() {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle().run_upkeep();
+    }
+}
+
 /// `GET /metrics` in the Prometheus text format.
 pub fn router() -> Router {
     Router::new().route("/metrics", get(render))
@@ -101,4 +122,79 @@ pub(crate) fn method_label(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     }
+}
+
+/// Count one answered request and record its latency.
+///
+/// The two handles are looked up in the recorder once per route, method,
+/// status and thread, then kept in a thread-local map: building the labels
+/// and finding them in the recorder's registry on every request was about
+/// 4,000 instructions, a twentieth of an authenticated request. The map is
+/// bounded as the labels are (matched route patterns, not raw paths).
+pub(crate) fn record_request(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+    /// Per route: (method, status, requests counter, latency histogram).
+    type Handles = HashMap<String, Vec<(&'static str, u16, Counter, Histogram)>>;
+    thread_local! {
+        static HANDLES: RefCell<Handles> = RefCell::new(HashMap::new());
+    }
+    let method = method_label(method);
+    HANDLES.with_borrow_mut(|handles| {
+        let by_route = match handles.get_mut(route) {
+            Some(by_route) => by_route,
+            None => handles.entry(route.to_owned()).or_default(),
+        };
+        let found = by_route
+            .iter()
+            .position(|(m, s, _, _)| *m == method && *s == status.as_u16());
+        let index = found.unwrap_or_else(|| {
+            let labels = vec![
+                Label::from_static_parts("method", method),
+                Label::new(
+                    "route",
+                    metrics::SharedString::from(Arc::<str>::from(route)),
+                ),
+                Label::new("status", status_label(status)),
+            ];
+            by_route.push((
+                method,
+                status.as_u16(),
+                metrics::counter!(REQUESTS_TOTAL, labels.clone()),
+                metrics::histogram!(REQUEST_SECONDS, labels),
+            ));
+            by_route.len() - 1
+        });
+        if let Some((_, _, requests, seconds)) = by_route.get(index) {
+            requests.increment(1);
+            seconds.record(elapsed.as_secs_f64());
+        }
+    });
+}
+
+/// The `status` label without formatting for the statuses this server
+/// answers with; any other is formatted.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let known = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        other => return metrics::SharedString::from_owned(other.to_string()),
+    };
+    metrics::SharedString::const_str(known)
 }

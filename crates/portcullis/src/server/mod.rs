@@ -18,6 +18,7 @@
 //! - `MAX_HEADER_BYTES`: 431 (HTTP/1.1) or a stream reset (HTTP/2).
 //! - `MAX_BODY_BYTES`: 413, `REQUEST_TIMEOUT`: 408 (see [`front`]).
 
+mod access_log;
 mod front;
 pub mod metrics;
 mod tls;
@@ -46,7 +47,7 @@ pub use tls::Tls;
 
 use portcullis_front::ForwardedProto;
 
-use crate::config::FrontSettings;
+use crate::config::{AccessLog, FrontSettings};
 
 /// One listener and how to serve it.
 #[derive(Debug)]
@@ -80,6 +81,9 @@ pub(crate) fn metrics_router(settings: &FrontSettings) -> Router {
 }
 
 fn with_front(router: Router, settings: &FrontSettings, tls: bool) -> Router {
+    // Before the first request: the middleware keeps the recorder's
+    // handles, which must be the real recorder's, not the no-op default.
+    metrics::handle();
     let state = Arc::new(front::Front {
         max_body_bytes: settings.max_body_bytes,
         request_timeout: settings.request_timeout,
@@ -87,9 +91,25 @@ fn with_front(router: Router, settings: &FrontSettings, tls: bool) -> Router {
             HeaderValue::from_str(&format!("max-age={}", settings.hsts_max_age))
                 .unwrap_or_else(|_| HeaderValue::from_static("max-age=31536000"))
         }),
-        access_log: settings.access_log,
+        access_log: access_log_format(settings.access_log),
     });
     router.layer(axum::middleware::from_fn_with_state(state, front::front))
+}
+
+/// The access log's format, or `None` when it is off: by `ACCESS_LOG`, or
+/// by a `LOG` filter that leaves out `portcullis::access` at `info`.
+fn access_log_format(setting: AccessLog) -> Option<access_log::Format> {
+    let format = match setting {
+        AccessLog::Off => return None,
+        AccessLog::Text => access_log::Format::Text,
+        AccessLog::Json => access_log::Format::Json,
+    };
+    tracing::enabled!(target: access_log::TARGET, tracing::Level::INFO).then_some(format)
+}
+
+/// Write the access lines still buffered (the server is stopping).
+pub(crate) fn flush_access_log() {
+    access_log::flush();
 }
 
 /// Serve `listener` until `stop` turns true, then drain its connections for
