@@ -13,6 +13,7 @@
 //! `[[upstream]]` alike; a request no mount takes is the API's 404.
 
 mod proxy;
+mod static_cache;
 mod static_files;
 
 use std::sync::Arc;

@@ -111,11 +111,7 @@ impl Upstream {
         client: &Client,
         timeouts: ProxyTimeouts,
     ) -> Response {
-        let token = request
-            .headers()
-            .get(&state.http().auth_header_name)
-            .cloned();
-        let user = match self.authenticate(token.as_ref(), state).await {
+        let user = match self.authenticate(request.headers(), state).await {
             Ok(user) => user,
             Err(e) => {
                 let mut response = ApiError::from(e).into_response();
@@ -188,13 +184,16 @@ impl Upstream {
 
     async fn authenticate(
         &self,
-        token: Option<&HeaderValue>,
+        headers: &HeaderMap,
         state: &AppState,
     ) -> Result<Option<portcullis_core::User>, AuthError> {
         if self.auth == AuthMode::None {
             return Ok(None);
         }
-        let header = token.map(HeaderValue::as_bytes);
+        // Copied (a reference count) so the request is not borrowed
+        // across the store's await.
+        let token = headers.get(&state.http().auth_header_name).cloned();
+        let header = token.as_ref().map(HeaderValue::as_bytes);
         match (state.auth().authenticate(header).await?, self.auth) {
             (Some(authenticated), _) => Ok(Some(authenticated.user)),
             (None, AuthMode::Required) => Err(AuthError::NotAuthenticated),
@@ -203,23 +202,35 @@ impl Upstream {
     }
 
     fn upstream_uri(&self, original: &Uri) -> Option<Uri> {
-        let path = original.path();
-        let path = if self.strip_prefix {
-            // The prefix's own trailing `/` stays: /app/x → /x.
-            path.get(self.prefix.len() - 1..).unwrap_or("/")
+        let path_and_query = if self.base_path.is_empty() && !self.strip_prefix {
+            // The common case: the path and query go as they came, shared,
+            // not copied and parsed again.
+            original.path_and_query()?.clone()
         } else {
-            path
+            let path = original.path();
+            let path = if self.strip_prefix {
+                // The prefix's own trailing `/` stays: /app/x → /x.
+                path.get(self.prefix.len() - 1..).unwrap_or("/")
+            } else {
+                path
+            };
+            let query = original.query();
+            let mut joined = String::with_capacity(
+                self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+            );
+            joined.push_str(&self.base_path);
+            joined.push_str(path);
+            if let Some(query) = query {
+                joined.push('?');
+                joined.push_str(query);
+            }
+            PathAndQuery::from_maybe_shared(Bytes::from(joined)).ok()?
         };
-        let path_and_query = match original.query() {
-            Some(query) => format!("{}{path}?{query}", self.base_path),
-            None => format!("{}{path}", self.base_path),
-        };
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(PathAndQuery::try_from(path_and_query).ok()?)
-            .build()
-            .ok()
+        let mut parts = axum::http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).ok()
     }
 
     /// 502 for an upstream that cannot be reached or broke the exchange,
@@ -286,6 +297,11 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
 /// RFC 9110 §7.6.1: the fields `Connection` names, and the fixed
 /// hop-by-hop ones, end at this hop.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the few fields most messages carry, instead of a
+    // lookup per hop-by-hop name: usually there is nothing to remove.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -320,6 +336,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a field ends at this hop whatever `Connection` says (and
+/// `Connection` itself).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        // Proxy-Authenticate, Proxy-Authorization and the rest.
+        || name.as_str().starts_with("proxy-")
+}
+
 /// `X-Forwarded-For` with the peer appended (nginx's
 /// `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`, and
 /// `X-Forwarded-Host` from the client's `Host`.
@@ -328,17 +357,14 @@ fn forwarded_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, pr
     const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
     if let Some(peer) = peer {
-        let earlier: Vec<&str> = headers
-            .get_all(&FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let value = if earlier.is_empty() {
-            peer.to_string()
-        } else {
-            format!("{}, {peer}", earlier.join(", "))
-        };
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        let mut value = String::with_capacity(48);
+        for earlier in headers.get_all(&FOR).iter().filter_map(|v| v.to_str().ok()) {
+            value.push_str(earlier);
+            value.push_str(", ");
+        }
+        push_ip(&mut value, peer);
+        // The String's buffer becomes the value's: no second copy.
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.insert(FOR, value);
         }
     }
@@ -346,6 +372,33 @@ fn forwarded_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, pr
     match headers.get(header::HOST).cloned() {
         Some(host) => drop(headers.insert(HOST, host)),
         None => drop(headers.remove(HOST)),
+    }
+}
+
+/// `ip` as text, the IPv4 case by hand: `Ipv4Addr`'s `Display` goes
+/// through the formatter's padding for each octet, a tenth of the proxy's
+/// own work per request.
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -364,10 +417,16 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 
 /// The upstream's body with `UPSTREAM_READ_TIMEOUT` between two frames: a
 /// stalled upstream ends the response instead of holding it forever.
+///
+/// The timer is armed only when the body first has to wait: a small body
+/// that arrived with the head costs no timer at all.
 struct IdleTimeout {
     inner: Incoming,
     timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Armed at the first wait, re-armed for each wait after a frame.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether a frame came since the timer was last armed.
+    progressed: bool,
 }
 
 impl IdleTimeout {
@@ -375,7 +434,8 @@ impl IdleTimeout {
         Self {
             inner,
             timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            sleep: None,
+            progressed: true,
         }
     }
 }
@@ -391,14 +451,27 @@ impl http_body::Body for IdleTimeout {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + this.timeout;
-                this.sleep.as_mut().reset(deadline);
+                this.progressed = true;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err("the upstream stopped sending".into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                // The wait starts now: the time since the last frame is
+                // what the limit bounds.
+                if this.progressed {
+                    this.progressed = false;
+                    let deadline = tokio::time::Instant::now() + this.timeout;
+                    match &mut this.sleep {
+                        Some(sleep) => sleep.as_mut().reset(deadline),
+                        None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => {
+                        Poll::Ready(Some(Err("the upstream stopped sending".into())))
+                    }
+                    _ => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -423,5 +496,28 @@ impl std::fmt::Display for DisplayChain<'_> {
             source = cause.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.199.255",
+            "9.99.100.101",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
     }
 }
