@@ -227,6 +227,7 @@ mod tests {
             content_type: HeaderValue::from_static("text/plain"),
             encoding: "identity",
             len: 0,
+            content_length: HeaderValue::from(0),
         }
     }
 

@@ -255,6 +255,7 @@ impl StaticMount {
             content_type,
             encoding,
             len,
+            content_length,
         } = representation;
         let (modified, len) = (*modified, *len);
         let mut response = Response::new(Body::empty());
@@ -286,13 +287,21 @@ impl StaticMount {
             out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
         }
         let (start, count) = match range(request, etag, modified, len) {
-            Range::Full => (0, len),
+            Range::Full => {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, content_length.clone());
+                (0, len)
+            }
             Range::Part(start, end) => {
                 *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let count = end - start + 1;
+                let out = response.headers_mut();
                 if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-                    response.headers_mut().insert(header::CONTENT_RANGE, value);
+                    out.insert(header::CONTENT_RANGE, value);
                 }
-                (start, end - start + 1)
+                out.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+                (start, count)
             }
             Range::Unsatisfiable => {
                 *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
@@ -306,9 +315,6 @@ impl StaticMount {
                 return response;
             }
         };
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
         if head || count == 0 {
             return response;
         }
@@ -336,6 +342,8 @@ pub(crate) struct Representation {
     pub(crate) content_type: HeaderValue,
     pub(crate) encoding: &'static str,
     pub(crate) len: u64,
+    /// `len` as a header value, for the whole-file answer.
+    pub(crate) content_length: HeaderValue,
 }
 
 impl Representation {
@@ -350,6 +358,7 @@ impl Representation {
             content_type: content_type(name),
             encoding,
             len,
+            content_length: HeaderValue::from(len),
         }
     }
 }
