@@ -3,12 +3,15 @@
 //! and a streamed body in both directions; hop-by-hop headers dropped;
 //! `X-Forwarded-*` set; WebSocket (any `Upgrade`) tunnelled.
 //!
-//! The client is hyper-util's pooled one: connections to an upstream are
-//! kept and reused, as nginx's `keepalive` does.
+//! Connections to an upstream are kept and reused, as nginx's `keepalive`
+//! does ([`pool`]).
+
+mod pool;
 
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,13 +23,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::Frame;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use portcullis_core::AuthError;
 use portcullis_http::{ApiError, AppState};
 use serde_json::json;
 
-pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+use pool::{Lease, Pool, SendError};
 
 /// Who may pass an `[[upstream]]` route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub struct Upstream {
     base_path: String,
     auth: AuthMode,
     strip_prefix: bool,
+    /// The kept connections, shared by the route's clones.
+    pool: Arc<Pool>,
 }
 
 impl Upstream {
@@ -101,6 +105,7 @@ impl Upstream {
             base_path: uri.path().trim_end_matches('/').to_owned(),
             auth,
             strip_prefix,
+            pool: Arc::default(),
         })
     }
 
@@ -108,7 +113,6 @@ impl Upstream {
         &self,
         mut request: Request,
         state: &AppState,
-        client: &Client,
         timeouts: ProxyTimeouts,
     ) -> Response {
         let user = match self.authenticate(request.headers(), state).await {
@@ -138,6 +142,7 @@ impl Upstream {
             .get::<ForwardedProto>()
             .map_or("http", |p| p.0);
         let headers = &mut parts.headers;
+        // HTTP/2 names the host in the URI.
         if !headers.contains_key(header::HOST)
             && let Some(authority) = parts.uri.authority()
             && let Ok(host) = HeaderValue::from_str(authority.as_str())
@@ -151,6 +156,13 @@ impl Upstream {
             identity.insert(headers, user);
         }
         forwarded_headers(headers, peer, proto);
+        // An HTTP/1.0 client may name no host; HTTP/1.1 requires one, and
+        // the upstream's own name goes (with no `X-Forwarded-Host`).
+        if !headers.contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(self.authority.as_str())
+        {
+            headers.insert(header::HOST, host);
+        }
         if let Some(upgrade) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, upgrade);
@@ -160,9 +172,9 @@ impl Upstream {
         // client spoke to us.
         parts.version = Version::HTTP_11;
         let outgoing = Request::from_parts(parts, body);
-        let mut response = match tokio::time::timeout(timeouts.read, client.request(outgoing)).await
-        {
-            Ok(Ok(response)) => response,
+        let exchange = self.pool.send(&self.authority, outgoing, timeouts.connect);
+        let (mut response, lease) = match tokio::time::timeout(timeouts.read, exchange).await {
+            Ok(Ok(answer)) => answer,
             Ok(Err(e)) => return self.failure(&e),
             Err(_) => {
                 tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "the upstream did not answer in time");
@@ -179,7 +191,10 @@ impl Upstream {
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, Body::new(IdleTimeout::new(body, timeouts.read)))
+        Response::from_parts(
+            parts,
+            Body::new(IdleTimeout::new(body, timeouts.read, lease)),
+        )
     }
 
     async fn authenticate(
@@ -201,6 +216,8 @@ impl Upstream {
         }
     }
 
+    /// The request target for the upstream, in origin form (`/path?q`),
+    /// as HTTP/1.1 sends it to a server that is not a proxy.
     fn upstream_uri(&self, original: &Uri) -> Option<Uri> {
         let path_and_query = if self.base_path.is_empty() && !self.strip_prefix {
             // The common case: the path and query go as they came, shared,
@@ -226,16 +243,21 @@ impl Upstream {
             }
             PathAndQuery::from_maybe_shared(Bytes::from(joined)).ok()?
         };
-        let mut parts = axum::http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(path_and_query);
-        Uri::from_parts(parts).ok()
+        Some(Uri::from(path_and_query))
     }
 
     /// 502 for an upstream that cannot be reached or broke the exchange,
     /// 504 for a connection attempt that timed out.
-    fn failure(&self, e: &hyper_util::client::legacy::Error) -> Response {
+    fn failure(&self, e: &SendError) -> Response {
+        let timed_out = match e {
+            SendError::ConnectTimeout => true,
+            SendError::Connect(e) => e.kind() == std::io::ErrorKind::TimedOut,
+            SendError::Http(_) => false,
+        };
+        if timed_out {
+            tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "connecting to the upstream timed out");
+            return gateway_timeout();
+        }
         let mut source = e.source();
         while let Some(cause) = source {
             if let Some(io) = cause.downcast_ref::<std::io::Error>()
@@ -256,16 +278,6 @@ impl Upstream {
         )
             .into_response()
     }
-}
-
-/// The client built once for every upstream.
-pub(crate) fn client(timeouts: ProxyTimeouts) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeouts.connect));
-    connector.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector)
 }
 
 fn gateway_timeout() -> Response {
@@ -420,9 +432,15 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 ///
 /// The timer is armed only when the body first has to wait: a small body
 /// that arrived with the head costs no timer at all.
+///
+/// It also holds the connection's [`Lease`]: a body read to its end puts
+/// the connection back for the next request.
 struct IdleTimeout {
     inner: Incoming,
     timeout: Duration,
+    lease: Option<Lease>,
+    /// Whether `inner` said it has no more frames.
+    ended: bool,
     /// Armed at the first wait, re-armed for each wait after a frame.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Whether a frame came since the timer was last armed.
@@ -430,10 +448,12 @@ struct IdleTimeout {
 }
 
 impl IdleTimeout {
-    fn new(inner: Incoming, timeout: Duration) -> Self {
+    fn new(inner: Incoming, timeout: Duration, lease: Lease) -> Self {
         Self {
             inner,
             timeout,
+            lease: Some(lease),
+            ended: false,
             sleep: None,
             progressed: true,
         }
@@ -452,6 +472,7 @@ impl http_body::Body for IdleTimeout {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.progressed = true;
+                this.ended = frame.is_none();
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
@@ -481,6 +502,19 @@ impl http_body::Body for IdleTimeout {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for IdleTimeout {
+    /// The server drops a body once it has sent it, often without asking
+    /// for the end it already knows of (`is_end_stream`); a body dropped
+    /// part-way (the client went away, an error) closes its connection.
+    fn drop(&mut self) {
+        if (self.ended || http_body::Body::is_end_stream(&self.inner))
+            && let Some(lease) = self.lease.take()
+        {
+            lease.release();
+        }
     }
 }
 

@@ -785,6 +785,55 @@ async fn proxy_streams_bodies() {
     app.stop().await;
 }
 
+/// Connections to an upstream are kept and reused; one the upstream closes
+/// after each answer (without saying so) costs the client nothing: the
+/// next request goes on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_reuses_upstream_connections() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let upstream = Upstream::start().await;
+    let closer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closer_addr = closer.local_addr().unwrap();
+    let closing = tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = closer.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                socket.write_all(answer).await.ok();
+                // Dropped: closed without `Connection: close`.
+            });
+        }
+    });
+    let toml = format!(
+        "[[upstream]]\nprefix = \"/app/\"\nurl = \"{}\"\nauth = \"none\"\n[[upstream]]\nprefix = \"/closing/\"\nurl = \"http://{closer_addr}\"\nauth = \"none\"\n",
+        upstream.url()
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &toml).await;
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        let reply = app.get("/app/echo", None).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let echo: Value = serde_json::from_str(&reply.body).unwrap();
+        peers.push(echo["peer"].as_str().unwrap().to_owned());
+    }
+    assert!(peers.iter().all(|p| *p == peers[0]), "{peers:?}");
+    for _ in 0..5 {
+        let reply = app.get("/closing/x", None).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    }
+    closing.abort();
+    app.stop().await;
+}
+
 /// An upstream that refuses connections is a 502, one that does not
 /// answer within `UPSTREAM_READ_TIMEOUT` a 504, each with a JSON body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
