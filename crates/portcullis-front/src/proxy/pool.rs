@@ -37,6 +37,8 @@ const MAX_IDLE: usize = 256;
 /// One upstream's idle connections.
 #[derive(Default)]
 pub(crate) struct Pool {
+    /// A stack: pushed on return, popped on checkout, so it stays ordered
+    /// by `since`, oldest first.
     idle: Mutex<Vec<Idle>>,
 }
 
@@ -136,12 +138,15 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        // Connections left at the bottom since a burst are closed once too
+        // old, not kept open for ever.
+        let expired =
+            idle.partition_point(|e| now.saturating_duration_since(e.since) >= IDLE_TIMEOUT);
+        idle.drain(..expired);
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            idle.push(Idle { sender, since: now });
         }
     }
 }
