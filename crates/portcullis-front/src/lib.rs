@@ -13,6 +13,7 @@
 //! `[[upstream]]` alike; a request no mount takes is the API's 404.
 
 mod proxy;
+mod static_cache;
 mod static_files;
 
 use std::sync::Arc;
@@ -36,7 +37,6 @@ struct Inner {
     /// Longest prefix first, so the first match is the most specific.
     mounts: Vec<Mount>,
     state: AppState,
-    client: proxy::Client,
     timeouts: ProxyTimeouts,
 }
 
@@ -74,7 +74,6 @@ impl Front {
             inner: Arc::new(Inner {
                 mounts,
                 state,
-                client: proxy::client(timeouts),
                 timeouts,
             }),
         }
@@ -104,7 +103,7 @@ impl Front {
             Some(Mount::Static(mount)) => mount.serve(&request),
             Some(Mount::Upstream(upstream)) => {
                 upstream
-                    .forward(request, &inner.state, &inner.client, inner.timeouts)
+                    .forward(request, &inner.state, inner.timeouts)
                     .await
             }
             None => ApiError::NotFound.into_response(),

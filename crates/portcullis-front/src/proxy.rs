@@ -3,12 +3,15 @@
 //! and a streamed body in both directions; hop-by-hop headers dropped;
 //! `X-Forwarded-*` set; WebSocket (any `Upgrade`) tunnelled.
 //!
-//! The client is hyper-util's pooled one: connections to an upstream are
-//! kept and reused, as nginx's `keepalive` does.
+//! Connections to an upstream are kept and reused, as nginx's `keepalive`
+//! does ([`pool`]).
+
+mod pool;
 
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,13 +23,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::Frame;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use portcullis_core::AuthError;
 use portcullis_http::{ApiError, AppState};
 use serde_json::json;
 
-pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+use pool::{Lease, Pool, SendError};
 
 /// Who may pass an `[[upstream]]` route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub struct Upstream {
     base_path: String,
     auth: AuthMode,
     strip_prefix: bool,
+    /// The kept connections, shared by the route's clones.
+    pool: Arc<Pool>,
 }
 
 impl Upstream {
@@ -101,6 +105,7 @@ impl Upstream {
             base_path: uri.path().trim_end_matches('/').to_owned(),
             auth,
             strip_prefix,
+            pool: Arc::default(),
         })
     }
 
@@ -108,14 +113,9 @@ impl Upstream {
         &self,
         mut request: Request,
         state: &AppState,
-        client: &Client,
         timeouts: ProxyTimeouts,
     ) -> Response {
-        let token = request
-            .headers()
-            .get(&state.http().auth_header_name)
-            .cloned();
-        let user = match self.authenticate(token.as_ref(), state).await {
+        let user = match self.authenticate(request.headers(), state).await {
             Ok(user) => user,
             Err(e) => {
                 let mut response = ApiError::from(e).into_response();
@@ -142,6 +142,7 @@ impl Upstream {
             .get::<ForwardedProto>()
             .map_or("http", |p| p.0);
         let headers = &mut parts.headers;
+        // HTTP/2 names the host in the URI.
         if !headers.contains_key(header::HOST)
             && let Some(authority) = parts.uri.authority()
             && let Ok(host) = HeaderValue::from_str(authority.as_str())
@@ -155,6 +156,13 @@ impl Upstream {
             identity.insert(headers, user);
         }
         forwarded_headers(headers, peer, proto);
+        // An HTTP/1.0 client may name no host; HTTP/1.1 requires one, and
+        // the upstream's own name goes (with no `X-Forwarded-Host`).
+        if !headers.contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(self.authority.as_str())
+        {
+            headers.insert(header::HOST, host);
+        }
         if let Some(upgrade) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, upgrade);
@@ -164,9 +172,9 @@ impl Upstream {
         // client spoke to us.
         parts.version = Version::HTTP_11;
         let outgoing = Request::from_parts(parts, body);
-        let mut response = match tokio::time::timeout(timeouts.read, client.request(outgoing)).await
-        {
-            Ok(Ok(response)) => response,
+        let exchange = self.pool.send(&self.authority, outgoing, timeouts.connect);
+        let (mut response, lease) = match tokio::time::timeout(timeouts.read, exchange).await {
+            Ok(Ok(answer)) => answer,
             Ok(Err(e)) => return self.failure(&e),
             Err(_) => {
                 tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "the upstream did not answer in time");
@@ -183,18 +191,24 @@ impl Upstream {
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, Body::new(IdleTimeout::new(body, timeouts.read)))
+        Response::from_parts(
+            parts,
+            Body::new(IdleTimeout::new(body, timeouts.read, lease)),
+        )
     }
 
     async fn authenticate(
         &self,
-        token: Option<&HeaderValue>,
+        headers: &HeaderMap,
         state: &AppState,
     ) -> Result<Option<portcullis_core::User>, AuthError> {
         if self.auth == AuthMode::None {
             return Ok(None);
         }
-        let header = token.map(HeaderValue::as_bytes);
+        // Copied (a reference count) so the request is not borrowed
+        // across the store's await.
+        let token = headers.get(&state.http().auth_header_name).cloned();
+        let header = token.as_ref().map(HeaderValue::as_bytes);
         match (state.auth().authenticate(header).await?, self.auth) {
             (Some(authenticated), _) => Ok(Some(authenticated.user)),
             (None, AuthMode::Required) => Err(AuthError::NotAuthenticated),
@@ -202,29 +216,48 @@ impl Upstream {
         }
     }
 
+    /// The request target for the upstream, in origin form (`/path?q`),
+    /// as HTTP/1.1 sends it to a server that is not a proxy.
     fn upstream_uri(&self, original: &Uri) -> Option<Uri> {
-        let path = original.path();
-        let path = if self.strip_prefix {
-            // The prefix's own trailing `/` stays: /app/x → /x.
-            path.get(self.prefix.len() - 1..).unwrap_or("/")
+        let path_and_query = if self.base_path.is_empty() && !self.strip_prefix {
+            // The common case: the path and query go as they came, shared,
+            // not copied and parsed again.
+            original.path_and_query()?.clone()
         } else {
-            path
+            let path = original.path();
+            let path = if self.strip_prefix {
+                // The prefix's own trailing `/` stays: /app/x → /x.
+                path.get(self.prefix.len() - 1..).unwrap_or("/")
+            } else {
+                path
+            };
+            let query = original.query();
+            let mut joined = String::with_capacity(
+                self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+            );
+            joined.push_str(&self.base_path);
+            joined.push_str(path);
+            if let Some(query) = query {
+                joined.push('?');
+                joined.push_str(query);
+            }
+            PathAndQuery::from_maybe_shared(Bytes::from(joined)).ok()?
         };
-        let path_and_query = match original.query() {
-            Some(query) => format!("{}{path}?{query}", self.base_path),
-            None => format!("{}{path}", self.base_path),
-        };
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(PathAndQuery::try_from(path_and_query).ok()?)
-            .build()
-            .ok()
+        Some(Uri::from(path_and_query))
     }
 
     /// 502 for an upstream that cannot be reached or broke the exchange,
     /// 504 for a connection attempt that timed out.
-    fn failure(&self, e: &hyper_util::client::legacy::Error) -> Response {
+    fn failure(&self, e: &SendError) -> Response {
+        let timed_out = match e {
+            SendError::ConnectTimeout => true,
+            SendError::Connect(e) => e.kind() == std::io::ErrorKind::TimedOut,
+            SendError::Http(_) => false,
+        };
+        if timed_out {
+            tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "connecting to the upstream timed out");
+            return gateway_timeout();
+        }
         let mut source = e.source();
         while let Some(cause) = source {
             if let Some(io) = cause.downcast_ref::<std::io::Error>()
@@ -245,16 +278,6 @@ impl Upstream {
         )
             .into_response()
     }
-}
-
-/// The client built once for every upstream.
-pub(crate) fn client(timeouts: ProxyTimeouts) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeouts.connect));
-    connector.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector)
 }
 
 fn gateway_timeout() -> Response {
@@ -286,6 +309,11 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
 /// RFC 9110 §7.6.1: the fields `Connection` names, and the fixed
 /// hop-by-hop ones, end at this hop.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the few fields most messages carry, instead of a
+    // lookup per hop-by-hop name: usually there is nothing to remove.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -320,6 +348,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a field ends at this hop whatever `Connection` says (and
+/// `Connection` itself).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        // Proxy-Authenticate, Proxy-Authorization and the rest.
+        || name.as_str().starts_with("proxy-")
+}
+
 /// `X-Forwarded-For` with the peer appended (nginx's
 /// `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`, and
 /// `X-Forwarded-Host` from the client's `Host`.
@@ -328,17 +369,14 @@ fn forwarded_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, pr
     const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
     if let Some(peer) = peer {
-        let earlier: Vec<&str> = headers
-            .get_all(&FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let value = if earlier.is_empty() {
-            peer.to_string()
-        } else {
-            format!("{}, {peer}", earlier.join(", "))
-        };
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        let mut value = String::with_capacity(48);
+        for earlier in headers.get_all(&FOR).iter().filter_map(|v| v.to_str().ok()) {
+            value.push_str(earlier);
+            value.push_str(", ");
+        }
+        push_ip(&mut value, peer);
+        // The String's buffer becomes the value's: no second copy.
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.insert(FOR, value);
         }
     }
@@ -346,6 +384,33 @@ fn forwarded_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, pr
     match headers.get(header::HOST).cloned() {
         Some(host) => drop(headers.insert(HOST, host)),
         None => drop(headers.remove(HOST)),
+    }
+}
+
+/// `ip` as text, the IPv4 case by hand: `Ipv4Addr`'s `Display` goes
+/// through the formatter's padding for each octet, a tenth of the proxy's
+/// own work per request.
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -364,18 +429,33 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 
 /// The upstream's body with `UPSTREAM_READ_TIMEOUT` between two frames: a
 /// stalled upstream ends the response instead of holding it forever.
+///
+/// The timer is armed only when the body first has to wait: a small body
+/// that arrived with the head costs no timer at all.
+///
+/// It also holds the connection's [`Lease`]: a body read to its end puts
+/// the connection back for the next request.
 struct IdleTimeout {
     inner: Incoming,
     timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    lease: Option<Lease>,
+    /// Whether `inner` said it has no more frames.
+    ended: bool,
+    /// Armed at the first wait, re-armed for each wait after a frame.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether a frame came since the timer was last armed.
+    progressed: bool,
 }
 
 impl IdleTimeout {
-    fn new(inner: Incoming, timeout: Duration) -> Self {
+    fn new(inner: Incoming, timeout: Duration, lease: Lease) -> Self {
         Self {
             inner,
             timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            lease: Some(lease),
+            ended: false,
+            sleep: None,
+            progressed: true,
         }
     }
 }
@@ -391,14 +471,28 @@ impl http_body::Body for IdleTimeout {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + this.timeout;
-                this.sleep.as_mut().reset(deadline);
+                this.progressed = true;
+                this.ended = frame.is_none();
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err("the upstream stopped sending".into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                // The wait starts now: the time since the last frame is
+                // what the limit bounds.
+                if this.progressed {
+                    this.progressed = false;
+                    let deadline = tokio::time::Instant::now() + this.timeout;
+                    match &mut this.sleep {
+                        Some(sleep) => sleep.as_mut().reset(deadline),
+                        None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => {
+                        Poll::Ready(Some(Err("the upstream stopped sending".into())))
+                    }
+                    _ => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -408,6 +502,19 @@ impl http_body::Body for IdleTimeout {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for IdleTimeout {
+    /// The server drops a body once it has sent it, often without asking
+    /// for the end it already knows of (`is_end_stream`); a body dropped
+    /// part-way (the client went away, an error) closes its connection.
+    fn drop(&mut self) {
+        if (self.ended || http_body::Body::is_end_stream(&self.inner))
+            && let Some(lease) = self.lease.take()
+        {
+            lease.release();
+        }
     }
 }
 
@@ -423,5 +530,28 @@ impl std::fmt::Display for DisplayChain<'_> {
             source = cause.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.199.255",
+            "9.99.100.101",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
     }
 }

@@ -3,26 +3,33 @@
 //!
 //! Not tower-http's `ServeDir`: it sends no `ETag`, follows symlinks out of
 //! its root, and does each file-system step on the blocking pool. Here a
-//! request for a small file costs one `lstat` per candidate (`.br`, `.gz`,
-//! the file), `open`, `fstat` and one `read` — plus one `realpath` for a
-//! file in a subdirectory or behind a symlink — done inline: from the page
-//! cache that is a few microseconds, less than handing the work to another
-//! thread and back (nginx, too, opens files on its event loop). Files above
-//! [`INLINE_MAX`] are streamed through tokio's file reader instead.
+//! small file (up to [`static_cache::MAX_FILE`]) is answered from memory
+//! with precomputed headers, and looked up on disk again at most once a
+//! second ([`static_cache`]). The lookup costs one `lstat` per candidate
+//! (`.br`, `.gz`, the file), `open`, `fstat` and one `read` — plus one
+//! `realpath` for a file in a subdirectory or behind a symlink — done
+//! inline: from the page cache that is a few microseconds, less than
+//! handing the work to another thread and back (nginx, too, opens files on
+//! its event loop). Files above [`INLINE_MAX`] are streamed through tokio's
+//! file reader instead.
 
 use std::borrow::Cow;
 use std::fs::{File, Metadata};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use portcullis_http::ApiError;
 use serde_json::json;
+
+use crate::static_cache::{self, Cache};
 
 /// Files up to this size are read into memory in one call; larger ones
 /// stream.
@@ -36,6 +43,7 @@ pub struct StaticMount {
     /// Canonical (symlinks resolved): every served file must lie under it.
     root: PathBuf,
     cache_control: Option<HeaderValue>,
+    cache: Arc<Cache>,
 }
 
 impl StaticMount {
@@ -52,6 +60,7 @@ impl StaticMount {
             prefix,
             root,
             cache_control,
+            cache: Arc::default(),
         })
     }
 
@@ -69,26 +78,55 @@ impl StaticMount {
                 return response;
             }
         };
-        let path = request.uri().path();
-        let Some((relative, index)) = relative_path(path.get(self.prefix.len()..).unwrap_or(""))
-        else {
-            return not_found();
-        };
+        let rest = request.uri().path().get(self.prefix.len()..).unwrap_or("");
         let headers = request.headers();
         let (br, gzip) = accepted_encodings(headers);
+        let negotiation = static_cache::negotiation(br, gzip);
+        let cached = self.cache.get(rest, negotiation);
+        if let Some(entry) = &cached
+            && entry.is_fresh(Instant::now())
+        {
+            let body = Source::Memory(entry.body.clone());
+            return self.respond(&entry.representation, body, headers, head);
+        }
+        let (response, obsolete) = self.look_up(request, rest, (br, gzip), cached.as_deref(), head);
+        if obsolete && cached.is_some() {
+            // Deleted, grown past the limit, now a directory or out of
+            // reach: the stale entry must not outlive the file.
+            self.cache.forget(rest, negotiation);
+        }
+        response
+    }
+
+    /// The full lookup on disk: the answer, and whether it came from
+    /// anything but a cacheable file (then a cached entry for the same
+    /// request is obsolete). `cached` is the stale entry, whose bytes are
+    /// kept if the file has not changed.
+    fn look_up(
+        &self,
+        request: &Request,
+        rest: &str,
+        (br, gzip): (bool, bool),
+        cached: Option<&static_cache::Entry>,
+        head: bool,
+    ) -> (Response, bool) {
+        let Some((relative, index)) = relative_path(rest) else {
+            return (not_found(), true);
+        };
+        let headers = request.headers();
         // The directory is resolved once for every candidate: its own
         // symlinks may lead anywhere, but it must end under the root.
         let full = self.root.join(&relative);
         let (Some(parent), Some(name)) = (full.parent(), full.file_name()) else {
-            return not_found();
+            return (not_found(), true);
         };
         let parent = if parent == self.root {
             Cow::Borrowed(parent)
         } else {
             match self.resolve_inside(parent) {
                 Ok(Some(real)) => Cow::Owned(real),
-                Ok(None) => return not_found(),
-                Err(e) => return io_failure(parent, &e),
+                Ok(None) => return (not_found(), true),
+                Err(e) => return (io_failure(parent, &e), true),
             }
         };
         let variants = [
@@ -109,22 +147,63 @@ impl StaticMount {
             };
             match self.open(&candidate) {
                 Ok(Some((file, meta))) if meta.is_file() => {
-                    let file = Found {
+                    let negotiation = static_cache::negotiation(br, gzip);
+                    return self.found(
                         file,
-                        meta,
-                        encoding,
-                        name: &relative,
-                    };
-                    return self.respond(file, headers, head);
+                        &meta,
+                        (rest, negotiation, cached),
+                        Representation::new(&meta, &relative, encoding),
+                        headers,
+                        head,
+                    );
                 }
                 Ok(Some((_, meta))) if meta.is_dir() && suffix.is_empty() && !index => {
-                    return redirect_to_directory(request);
+                    return (redirect_to_directory(request), true);
                 }
                 Ok(_) => {}
-                Err(e) => return io_failure(&candidate, &e),
+                Err(e) => return (io_failure(&candidate, &e), true),
             }
         }
-        not_found()
+        (not_found(), true)
+    }
+
+    /// Answer with a file the lookup found: from the cache when it is
+    /// small (read once, or not at all if `cached` holds the same file),
+    /// from the file otherwise.
+    fn found(
+        &self,
+        mut file: File,
+        meta: &Metadata,
+        (rest, negotiation, cached): (&str, usize, Option<&static_cache::Entry>),
+        representation: Representation,
+        headers: &HeaderMap,
+        head: bool,
+    ) -> (Response, bool) {
+        let len = meta.len();
+        if len > static_cache::MAX_FILE {
+            let response = self.respond(&representation, Source::File(file), headers, head);
+            return (response, true);
+        }
+        let entry = match cached {
+            Some(cached) if cached.is_same_file(meta) => {
+                self.cache.renew(rest, negotiation, cached)
+            }
+            _ => {
+                let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
+                if let Err(e) = file.read_exact(&mut bytes) {
+                    tracing::error!(error = %e, "cannot read a static file");
+                    return (server_error(), true);
+                }
+                let body = Bytes::from(bytes);
+                self.cache
+                    .store(rest, negotiation, representation, body, meta)
+            }
+        };
+        let body = Source::Memory(entry.body.clone());
+        (
+            self.respond(&entry.representation, body, headers, head),
+            false,
+        )
     }
 
     /// `path` with every symlink resolved, if it exists and lies under the
@@ -160,29 +239,38 @@ impl StaticMount {
         Ok(Some((file, meta)))
     }
 
-    fn respond(&self, found: Found<'_>, request: &HeaderMap, head: bool) -> Response {
-        let Found {
-            mut file,
-            meta,
+    /// The answer for one representation: validators, preconditions,
+    /// ranges, then the body from `source`.
+    fn respond(
+        &self,
+        representation: &Representation,
+        source: Source,
+        request: &HeaderMap,
+        head: bool,
+    ) -> Response {
+        let Representation {
+            etag,
+            modified,
+            last_modified,
+            content_type,
             encoding,
-            name,
-        } = found;
-        let len = meta.len();
-        let modified = meta.modified().ok();
-        let etag = entity_tag(modified, len, encoding);
+            len,
+            content_length,
+        } = representation;
+        let (modified, len) = (*modified, *len);
         let mut response = Response::new(Body::empty());
         let out = response.headers_mut();
+        // The server's own headers come on top: one allocation, not two.
+        out.reserve(12);
         out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         out.insert(header::ETAG, etag.clone());
-        if let Some(modified) = modified
-            && let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified))
-        {
-            out.insert(header::LAST_MODIFIED, value);
+        if let Some(value) = last_modified {
+            out.insert(header::LAST_MODIFIED, value.clone());
         }
         if let Some(cache_control) = &self.cache_control {
             out.insert(header::CACHE_CONTROL, cache_control.clone());
         }
-        match precondition(request, &etag, modified) {
+        match precondition(request, etag, modified) {
             Precondition::Proceed => {}
             Precondition::NotModified => {
                 *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -193,19 +281,27 @@ impl StaticMount {
                 return response;
             }
         }
-        out.insert(header::CONTENT_TYPE, content_type(name));
+        out.insert(header::CONTENT_TYPE, content_type.clone());
         out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if encoding != "identity" {
+        if *encoding != "identity" {
             out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
         }
-        let (start, count) = match range(request, &etag, modified, len) {
-            Range::Full => (0, len),
+        let (start, count) = match range(request, etag, modified, len) {
+            Range::Full => {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, content_length.clone());
+                (0, len)
+            }
             Range::Part(start, end) => {
                 *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let count = end - start + 1;
+                let out = response.headers_mut();
                 if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-                    response.headers_mut().insert(header::CONTENT_RANGE, value);
+                    out.insert(header::CONTENT_RANGE, value);
                 }
-                (start, end - start + 1)
+                out.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+                (start, count)
             }
             Range::Unsatisfiable => {
                 *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
@@ -219,13 +315,10 @@ impl StaticMount {
                 return response;
             }
         };
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
         if head || count == 0 {
             return response;
         }
-        match body(&mut file, start, count) {
+        match source.body(start, count) {
             Ok(body) => {
                 *response.body_mut() = body;
                 response
@@ -238,12 +331,62 @@ impl StaticMount {
     }
 }
 
-struct Found<'a> {
-    file: File,
-    meta: Metadata,
-    encoding: &'static str,
-    /// The requested name (not the variant's), for the content type.
-    name: &'a Path,
+/// What the response says about a file, computed once per file (and kept
+/// with a cached one).
+#[derive(Debug, Clone)]
+pub(crate) struct Representation {
+    pub(crate) etag: HeaderValue,
+    pub(crate) modified: Option<SystemTime>,
+    pub(crate) last_modified: Option<HeaderValue>,
+    /// From the requested name (not the variant's).
+    pub(crate) content_type: HeaderValue,
+    pub(crate) encoding: &'static str,
+    pub(crate) len: u64,
+    /// `len` as a header value, for the whole-file answer.
+    pub(crate) content_length: HeaderValue,
+}
+
+impl Representation {
+    fn new(meta: &Metadata, name: &Path, encoding: &'static str) -> Self {
+        let len = meta.len();
+        let modified = meta.modified().ok();
+        Self {
+            etag: entity_tag(modified, len, encoding),
+            modified,
+            last_modified: modified
+                .and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok()),
+            content_type: content_type(name),
+            encoding,
+            len,
+            content_length: HeaderValue::from(len),
+        }
+    }
+}
+
+/// Where the body's bytes come from.
+enum Source {
+    /// A cached small file.
+    Memory(Bytes),
+    /// An open file, above the cache's limit.
+    File(File),
+}
+
+impl Source {
+    /// `count` bytes from `start`.
+    fn body(self, start: u64, count: u64) -> io::Result<Body> {
+        match self {
+            Self::Memory(bytes) => {
+                let start = usize::try_from(start).map_err(io::Error::other)?;
+                let end = usize::try_from(count)
+                    .ok()
+                    .and_then(|count| start.checked_add(count))
+                    .filter(|end| *end <= bytes.len())
+                    .ok_or_else(|| io::Error::other("range beyond the cached file"))?;
+                Ok(Body::from(bytes.slice(start..end)))
+            }
+            Self::File(mut file) => body(&mut file, start, count),
+        }
+    }
 }
 
 /// The part of a URL path under the prefix as a relative file path, and

@@ -293,6 +293,121 @@ async fn static_files_never_leave_the_directory() {
     app.stop().await;
 }
 
+/// `GET path` until `done` holds for the reply, within 10 s (the cache
+/// looks at the disk again at most a second after its last look).
+async fn poll_until(
+    addr: &str,
+    path: &str,
+    extra: &str,
+    done: impl Fn(&crate::front_helpers::RawReply) -> bool,
+) -> crate::front_helpers::RawReply {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = raw_get(addr, path, extra).await;
+        if done(&reply) {
+            return reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} still answers {} {:?}",
+            reply.status,
+            reply.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Small files are answered from memory (through the real binary): a file
+/// changed on disk is served fresh, with new validators, once the cache
+/// looks again; a new precompressed variant is picked up; a deleted file
+/// becomes 404; a file above the cache's limit is still served, whole and
+/// in ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_cache_follows_the_disk() {
+    let dir = static_tree();
+    let public = dir.path().join("public");
+    let big: Vec<u8> = (0..100 * 1024).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(public.join("big.bin"), &big).unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, static_toml(dir.path())).unwrap();
+    let mut command = crate::helpers::binary();
+    command
+        .current_dir(dir.path())
+        .env("PORTCULLIS_CONFIG", &config)
+        .env("PORTCULLIS_PASSWORD_HASH_MEMORY_KIB", "64")
+        .env("PORTCULLIS_PASSWORD_HASH_ITERATIONS", "1");
+    let served = crate::helpers::Served::start(command).await.unwrap();
+    let addr = served.addr.clone();
+
+    let first = raw_get(&addr, "/static/ok.txt", "").await;
+    assert_eq!((first.status, first.text()), (200, "inside".to_owned()));
+    let etag = first.header("etag").unwrap().to_owned();
+    let again = raw_get(&addr, "/static/ok.txt", "").await;
+    assert_eq!((again.status, again.text()), (200, "inside".to_owned()));
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    let cached = raw_get(
+        &addr,
+        "/static/ok.txt",
+        &format!("If-None-Match: {etag}\r\n"),
+    )
+    .await;
+    assert_eq!((cached.status, cached.text()), (304, String::new()));
+
+    std::fs::write(public.join("ok.txt"), "changed on disk").unwrap();
+    let fresh = poll_until(&addr, "/static/ok.txt", "", |reply| {
+        assert_eq!(reply.status, 200);
+        reply.text() != "inside"
+    })
+    .await;
+    assert_eq!(fresh.text(), "changed on disk");
+    assert_eq!(fresh.header("content-length"), Some("15"));
+    assert_ne!(fresh.header("etag"), Some(etag.as_str()));
+    let stale = raw_get(
+        &addr,
+        "/static/ok.txt",
+        &format!("If-None-Match: {etag}\r\n"),
+    )
+    .await;
+    assert_eq!(
+        (stale.status, stale.text()),
+        (200, "changed on disk".to_owned())
+    );
+
+    // A variant that appears later is sent to the clients that take it.
+    let plain = raw_get(&addr, "/static/app.js", "Accept-Encoding: br\r\n").await;
+    assert_eq!((plain.status, plain.text()), (200, "let x = 1;".to_owned()));
+    std::fs::write(public.join("app.js.br"), "BROTLI-JS").unwrap();
+    let br = poll_until(
+        &addr,
+        "/static/app.js",
+        "Accept-Encoding: br\r\n",
+        |reply| reply.text() != "let x = 1;",
+    )
+    .await;
+    assert_eq!((br.status, br.text()), (200, "BROTLI-JS".to_owned()));
+    assert_eq!(br.header("content-encoding"), Some("br"));
+
+    std::fs::remove_file(public.join("ok.txt")).unwrap();
+    let gone = poll_until(&addr, "/static/ok.txt", "", |reply| reply.status != 200).await;
+    assert_eq!((gone.status, gone.text()), (404, NOT_FOUND.to_owned()));
+
+    for _ in 0..2 {
+        let whole = raw_get(&addr, "/static/big.bin", "").await;
+        assert_eq!(whole.status, 200);
+        assert_eq!(whole.header("content-length"), Some("102400"));
+        assert!(whole.body == big, "the large file came back altered");
+    }
+    let part = raw_get(&addr, "/static/big.bin", "Range: bytes=70000-70009\r\n").await;
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some("bytes 70000-70009/102400")
+    );
+    assert_eq!(part.body, big[70000..70010]);
+    let (code, log) = served.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
 /// API routes come first, then mounts by longest prefix; a path no mount
 /// takes is the API's 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -667,6 +782,55 @@ async fn proxy_streams_bodies() {
     let reply = crate::front_helpers::parse(&bytes);
     let echo: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(echo["body"], "hello world");
+    app.stop().await;
+}
+
+/// Connections to an upstream are kept and reused; one the upstream closes
+/// after each answer (without saying so) costs the client nothing: the
+/// next request goes on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_reuses_upstream_connections() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let upstream = Upstream::start().await;
+    let closer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closer_addr = closer.local_addr().unwrap();
+    let closing = tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = closer.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                socket.write_all(answer).await.ok();
+                // Dropped: closed without `Connection: close`.
+            });
+        }
+    });
+    let toml = format!(
+        "[[upstream]]\nprefix = \"/app/\"\nurl = \"{}\"\nauth = \"none\"\n[[upstream]]\nprefix = \"/closing/\"\nurl = \"http://{closer_addr}\"\nauth = \"none\"\n",
+        upstream.url()
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &toml).await;
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        let reply = app.get("/app/echo", None).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let echo: Value = serde_json::from_str(&reply.body).unwrap();
+        peers.push(echo["peer"].as_str().unwrap().to_owned());
+    }
+    assert!(peers.iter().all(|p| *p == peers[0]), "{peers:?}");
+    for _ in 0..5 {
+        let reply = app.get("/closing/x", None).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    }
+    closing.abort();
     app.stop().await;
 }
 
