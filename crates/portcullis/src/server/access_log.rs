@@ -160,7 +160,7 @@ fn write_line(out: &mut Vec<u8>, format: Format, entry: &Entry<'_>, now: SystemT
             out.extend_from_slice(entry.request_id.as_bytes());
             out.extend_from_slice(b" remote=");
             if let Some(remote) = entry.remote {
-                write_display(out, remote);
+                write_address(out, remote);
             }
             out.extend_from_slice(b" method=");
             out.extend_from_slice(entry.method.as_bytes());
@@ -186,7 +186,7 @@ fn write_line(out: &mut Vec<u8>, format: Format, entry: &Entry<'_>, now: SystemT
             match entry.remote {
                 Some(remote) => {
                     out.push(b'"');
-                    write_display(out, remote);
+                    write_address(out, remote);
                     out.push(b'"');
                 }
                 None => out.extend_from_slice(b"\"\""),
@@ -219,7 +219,30 @@ fn version(version: Version) -> &'static str {
     }
 }
 
-/// Numbers and addresses, through a small stack buffer.
+/// `ip:port`; IPv4 by hand (through `Display` it was half the line's
+/// cost), IPv6 through `Display` (`[::1]:80`).
+fn write_address(out: &mut Vec<u8>, address: SocketAddr) {
+    let SocketAddr::V4(v4) = address else {
+        write_display(out, address);
+        return;
+    };
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if octet >= 100 {
+            out.push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            out.push(b'0' + octet / 10 % 10);
+        }
+        out.push(b'0' + octet % 10);
+    }
+    out.push(b':');
+    write_display(out, v4.port());
+}
+
+/// Numbers, through the formatter.
 fn write_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
     struct Bytes<'a>(&'a mut Vec<u8>);
     impl std::fmt::Write for Bytes<'_> {
@@ -352,6 +375,22 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(parsed["fields"]["path"], "/a\"b\\c");
+    }
+
+    #[test]
+    fn addresses_as_display_writes_them() {
+        for address in [
+            "0.0.0.0:0",
+            "10.0.100.255:65535",
+            "192.168.1.9:8080",
+            "[::1]:443",
+            "[2001:db8::7]:1",
+        ] {
+            let address: SocketAddr = address.parse().unwrap();
+            let mut out = Vec::new();
+            write_address(&mut out, address);
+            assert_eq!(String::from_utf8(out).unwrap(), address.to_string());
+        }
     }
 
     #[test]
