@@ -43,6 +43,9 @@ enum Pool {
 pub struct SqlStore {
     pool: Pool,
     writer: Pool,
+    /// SQLite only: rotations go to one task that writes them in batches
+    /// (see `rotation.rs`).
+    rotations: Option<RotationQueue>,
 }
 
 /// Run the same statement on whichever pool is in use. The body is
@@ -204,89 +207,9 @@ impl From<RotatedRow> for RotationClaim {
     }
 }
 
-/// The common case of a rotation on SQLite, a win, in one statement text
-/// (two statements, sent together: SQLite's round trip is to the
-/// connection's thread, and each costs a wake-up of that thread and of the
-/// waiting task, which is most of a rotation's time).
-///
-/// It assumes the presented token wins, and says whether it did:
-/// - the session is created if missing (a token issued before sessions
-///   existed starts its family), or touched (last use, client) and its
-///   expiry raised to the successor's, unless it is revoked; it answers
-///   one row, `''`, if the session is live;
-/// - the presented token's row is created already rotated, or if it
-///   exists, set rotated unless it is rotated or blacklisted already (the
-///   gate); the successor's row is created. It answers the `jti` of each
-///   row written: the presented one's among them is the win.
-///
-/// Anything else is rolled back and the general path runs (see
-/// [`rotate_sqlite`]), so the outcome is always that of the general path
-/// at some instant. `$N` parameters are numbered across both statements.
-const ROTATE_SQLITE: &str = "\
-INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip_address, user_agent) \
- VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $3, MAX($4, $5), $6, $7) \
- ON CONFLICT (id) DO UPDATE SET last_used_at = excluded.last_used_at, \
- ip_address = excluded.ip_address, user_agent = excluded.user_agent, \
- expires_at = MAX(sessions.expires_at, $5) \
- WHERE sessions.revoked_at IS NULL \
- RETURNING ''; \
-INSERT INTO outstanding_tokens (user_id, jti, created_at, expires_at, family_id, \
- rotated_at, successor_jti, successor_created_at, successor_expires_at) \
- VALUES ((SELECT id FROM users WHERE id = $2), $8, $9, $4, $1, $3, $10, $11, $5), \
- ((SELECT id FROM users WHERE id = $12), $10, $11, $5, $1, NULL, NULL, NULL, NULL) \
- ON CONFLICT (jti) DO UPDATE SET rotated_at = excluded.rotated_at, \
- successor_jti = excluded.successor_jti, successor_created_at = excluded.successor_created_at, \
- successor_expires_at = excluded.successor_expires_at, \
- family_id = COALESCE(outstanding_tokens.family_id, excluded.family_id) \
- WHERE outstanding_tokens.jti = $8 AND outstanding_tokens.rotated_at IS NULL \
- AND outstanding_tokens.blacklisted_at IS NULL \
- RETURNING jti";
+mod rotation;
 
-/// A rotation on SQLite by [`ROTATE_SQLITE`]: three round trips (begin,
-/// the statements, commit) instead of eight. `Some` is the outcome; `None`
-/// means the presented token did not win here (a concurrent refresh of
-/// the same token, or reuse), nothing was written, and the caller runs the
-/// general path, which tells the grace-window repeat from reuse.
-///
-/// The same as the general path, statement for statement: a new session
-/// gets the later of the two tokens' expiries (there: created with the
-/// presented token's, then raised to the successor's); a revoked session
-/// is `Ended` with nothing written; a won gate writes what the general
-/// path writes. With `BEGIN IMMEDIATE` on the one writer connection,
-/// nothing else writes in between.
-async fn rotate_sqlite(
-    writer: &SqlitePool,
-    presented: &OutstandingToken,
-    family: &str,
-    successor: &OutstandingToken,
-    now: i64,
-    client: &Client,
-) -> Result<Option<RotationClaim>, sqlx::Error> {
-    let mut tx = writer.begin_write().await?;
-    let written: Vec<String> = sqlx::query_scalar(ROTATE_SQLITE)
-        .bind(family)
-        .bind(presented.user_id)
-        .bind(now)
-        .bind(presented.expires_at)
-        .bind(successor.expires_at)
-        .bind(client.ip_address.as_deref())
-        .bind(client.user_agent.as_deref())
-        .bind(&presented.jti)
-        .bind(presented.created_at)
-        .bind(&successor.jti)
-        .bind(successor.created_at)
-        .bind(successor.user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-    let live = written.iter().any(String::is_empty);
-    let won = written.iter().any(|jti| *jti == presented.jti);
-    if live && won {
-        tx.commit().await?;
-        return Ok(Some(RotationClaim::Won));
-    }
-    tx.rollback().await?;
-    Ok((!live).then_some(RotationClaim::Ended))
-}
+use rotation::RotationQueue;
 
 /// Retire a key at `$1` unless it already retires earlier: retiring never
 /// extends a key's life.
@@ -343,6 +266,7 @@ impl SqlStore {
             Self {
                 pool: Pool::Postgres(pool.clone()),
                 writer: Pool::Postgres(pool),
+                rotations: None,
             }
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
@@ -370,6 +294,7 @@ impl SqlStore {
             let writer = open(1).await.map_err(cannot)?;
             let readers = open(SQLITE_READERS).await.map_err(cannot)?;
             Self {
+                rotations: Some(RotationQueue::new(writer.clone())),
                 pool: Pool::Sqlite(readers),
                 writer: Pool::Sqlite(writer),
             }
@@ -785,10 +710,10 @@ impl Store for SqlStore {
         now: i64,
         client: &Client,
     ) -> Result<RotationClaim, StoreError> {
-        if let Pool::Sqlite(writer) = &self.writer
-            && let Some(claim) = rotate_sqlite(writer, presented, family, successor, now, client)
-                .await
-                .map_err(db_error)?
+        if let Some(queue) = &self.rotations
+            && let Some(claim) = queue
+                .rotate(presented, family, successor, now, client)
+                .await?
         {
             return Ok(claim);
         }
