@@ -145,7 +145,6 @@ async fn write_batches(writer: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Job
     }
 }
 
-
 /// One batch (see the module's documentation): each job's outcome, in order.
 async fn write_batch(
     writer: &SqlitePool,
@@ -153,9 +152,8 @@ async fn write_batch(
 ) -> Result<Vec<Option<RotationClaim>>, sqlx::Error> {
     let mut tx = writer.begin_write().await?;
 
-    let mut read = sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(read_sql(
-        jobs.len(),
-    )));
+    let mut read =
+        sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(read_sql(jobs.len())));
     for job in jobs {
         read = read.bind(&job.family);
     }
@@ -235,9 +233,7 @@ async fn write_batch(
 /// The state of `n` sessions (`$1`…`$n`) and presented tokens
 /// (`$n+1`…`$2n`): (`'s'` or `'t'`, id, 1 if live or open).
 fn read_sql(n: usize) -> String {
-    let mut sql = String::from(
-        "SELECT 's', id, revoked_at IS NULL FROM sessions WHERE id IN (",
-    );
+    let mut sql = String::from("SELECT 's', id, revoked_at IS NULL FROM sessions WHERE id IN (");
     push_list(&mut sql, 1, n);
     sql.push_str(
         ") UNION ALL SELECT 't', jti, rotated_at IS NULL AND blacklisted_at IS NULL \
@@ -301,7 +297,9 @@ fn write_sql(n: usize) -> String {
             let (before, after) = rest.split_at(at);
             sql.push_str(before);
             let after = after.trim_start_matches('$');
-            let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+            let digits = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
             let (number, tail) = after.split_at(digits);
             let number: usize = number.parse().unwrap_or(0);
             write!(sql, "${}", number + base).ok();
@@ -321,8 +319,12 @@ mod tests {
         let two = write_sql(2);
         let (first, second) = two.split_at(WIN.len());
         assert_eq!(first, WIN);
-        assert!(second.contains("VALUES ($13, (SELECT id FROM users WHERE id = $14), $15, $15, MAX($16, $17), $18, $19)"));
-        assert!(second.contains("((SELECT id FROM users WHERE id = $24), $22, $23, $17, $13, NULL"));
+        assert!(second.contains(
+            "VALUES ($13, (SELECT id FROM users WHERE id = $14), $15, $15, MAX($16, $17), $18, $19)"
+        ));
+        assert!(
+            second.contains("((SELECT id FROM users WHERE id = $24), $22, $23, $17, $13, NULL")
+        );
         assert!(!second.contains("$1,") && !second.contains("$25"));
     }
 

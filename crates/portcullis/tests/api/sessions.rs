@@ -93,7 +93,10 @@ async fn many_sessions_rotate_at_once(backend: Backend) {
         for (session, mut answers) in replies.into_iter().enumerate() {
             answers.sort();
             let winner = &answers[0];
-            assert_eq!(winner.0, 200, "round {round}, session {session}: {answers:?}");
+            assert_eq!(
+                winner.0, 200,
+                "round {round}, session {session}: {answers:?}"
+            );
             let reply: Value = serde_json::from_str(&winner.1).unwrap();
             let successor = reply["refresh"].as_str().unwrap().to_owned();
             assert_eq!(claims(&successor)["sid"], claims(&tokens[session])["sid"]);
