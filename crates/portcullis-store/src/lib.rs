@@ -220,6 +220,11 @@ const RETIRE_KEY: &str = "UPDATE signing_keys SET retires_at = $1 \
 /// more than a few buy nothing on the two cores the targets assume.
 const SQLITE_READERS: u32 = 8;
 
+/// Prepared statements the SQLite writer connection keeps: every write
+/// of the store, and the batch statements of `rotation.rs` (two per batch
+/// size).
+const WRITER_STATEMENTS: usize = 256;
+
 /// How a write transaction starts.
 trait BeginWrite {
     type Db: sqlx::Database;
@@ -277,7 +282,7 @@ impl SqlStore {
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
             create_private_file(options.get_filename())?;
-            let open = |max: u32| {
+            let open = |max: u32, options: SqliteConnectOptions| {
                 SqlitePoolOptions::new()
                     .max_connections(max)
                     // Long enough for a queue of writers (each a fraction
@@ -287,12 +292,17 @@ impl SqlStore {
                     // up, and on SQLite a ping is one more round trip to
                     // the connection's thread for every query.
                     .test_before_acquire(false)
-                    .connect_with(options.clone())
+                    .connect_with(options)
             };
             let cannot = |e| StoreError::Database(format!("cannot open the SQLite database: {e}"));
             // The writer first: it creates the file and switches it to WAL.
-            let writer = open(1).await.map_err(cannot)?;
-            let readers = open(SQLITE_READERS).await.map_err(cannot)?;
+            let writer = open(
+                1,
+                options.clone().statement_cache_capacity(WRITER_STATEMENTS),
+            )
+            .await
+            .map_err(cannot)?;
+            let readers = open(SQLITE_READERS, options).await.map_err(cannot)?;
             Self {
                 rotations: Some(RotationQueue::new(writer.clone())),
                 pool: Pool::Sqlite(readers),

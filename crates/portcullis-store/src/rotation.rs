@@ -51,11 +51,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::BeginWrite;
 
-/// At most this many rotations in one transaction. It bounds the statement
-/// texts the writer connection prepares and caches (one per batch size, for
-/// the read and for the write: 64 in all, within sqlx's cache of 100) and
-/// the bound values of one statement (12 per rotation).
-const MAX_BATCH: usize = 32;
+/// At most this many rotations in one transaction: as many as the
+/// benchmark's concurrent clients. It bounds the statement texts the
+/// writer connection prepares and caches (one per batch size, for the read
+/// and for the write: 128 in all, within `WRITER_STATEMENTS`) and the
+/// values bound to one statement text (12 per rotation, far below
+/// SQLite's limit of 32,766).
+const MAX_BATCH: usize = 64;
 
 /// The answer to one rotation: its outcome, or `None` for "take the
 /// general path".
