@@ -48,6 +48,77 @@ async fn no_grace_one_winner(backend: Backend) {
     app.stop().await;
 }
 
+/// Many sessions rotating at once, as under load: on SQLite, every write
+/// waits its turn for the one writer connection, so none fails with
+/// `database is locked` (a 500) and none waits in SQLite's busy handler.
+/// Rotation with blacklist and no grace, over three rounds: 16 sessions
+/// present their current token once each round (every one wins), and in
+/// the first round 8 more present theirs twice at once: exactly one of
+/// the two wins, the other is reuse and ends the session, so the winner's
+/// successor is refused too.
+async fn many_sessions_rotate_at_once(backend: Backend) {
+    const SINGLE: usize = 16;
+    const DOUBLE: usize = 8;
+    let app = TestApp::spawn(
+        backend,
+        "rotate_refresh_tokens = true\nblacklist_after_rotation = true\nrefresh_reuse_grace = 0\n",
+    )
+    .await;
+    app.user("alice", "alice-pass", true, false).await;
+    let mut tokens = Vec::new();
+    for _ in 0..SINGLE + DOUBLE {
+        tokens.push(app.login("alice", "alice-pass").await.0);
+    }
+    for round in 0..3 {
+        let sessions = if round == 0 { SINGLE + DOUBLE } else { SINGLE };
+        let mut tasks = tokio::task::JoinSet::new();
+        for (session, token) in tokens.iter().enumerate().take(sessions) {
+            let times = if session < SINGLE { 1 } else { 2 };
+            for _ in 0..times {
+                let client = reqwest::Client::new();
+                let url = app.url("/api/token/refresh/");
+                let body = json!({"refresh": token});
+                tasks.spawn(async move {
+                    let response = client.post(url).json(&body).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    (session, status, response.text().await.unwrap())
+                });
+            }
+        }
+        let mut replies = vec![Vec::new(); sessions];
+        while let Some(result) = tasks.join_next().await {
+            let (session, status, body) = result.unwrap();
+            replies[session].push((status, body));
+        }
+        for (session, mut answers) in replies.into_iter().enumerate() {
+            answers.sort();
+            let winner = &answers[0];
+            assert_eq!(
+                winner.0, 200,
+                "round {round}, session {session}: {answers:?}"
+            );
+            let reply: Value = serde_json::from_str(&winner.1).unwrap();
+            let successor = reply["refresh"].as_str().unwrap().to_owned();
+            assert_eq!(claims(&successor)["sid"], claims(&tokens[session])["sid"]);
+            if session < SINGLE {
+                assert_eq!(answers.len(), 1);
+                tokens[session] = successor;
+            } else {
+                assert_eq!(
+                    answers[1],
+                    (401, BLACKLISTED.to_owned()),
+                    "session {session}: exactly one of two may win"
+                );
+                let after = app
+                    .post("/api/token/refresh/", json!({"refresh": successor}))
+                    .await;
+                assert_eq!((after.status, after.body.as_str()), (401, BLACKLISTED));
+            }
+        }
+    }
+    app.stop().await;
+}
+
 /// With the default 10 s grace, 50 concurrent refreshes all succeed with
 /// one and the same successor, which stays live; the session id travels
 /// in `sid` through refresh and access tokens.
@@ -502,6 +573,7 @@ crate::both_backends!(
     blacklist_ends_session,
     revocation_elsewhere_is_enforced,
     no_grace_one_winner,
+    many_sessions_rotate_at_once,
     grace_gives_one_successor,
     reuse_after_grace_ends_session,
     default_tokens_have_no_sid,
