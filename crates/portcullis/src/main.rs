@@ -8,16 +8,6 @@ use portcullis::cli::Cli;
 use portcullis::config::Loaded;
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc rather than the system allocator: a request allocates some
-/// eighty small blocks (header maps, boxed futures, JSON), and glibc's
-/// malloc and free were a fifth of an authenticated request's
-/// instructions; jemalloc halves that and holds 10,000 idle connections in
-/// less memory (BENCHMARKS.md, "Profiling"). mimalloc was as fast but
-/// nearly tripled the idle resident set.
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
