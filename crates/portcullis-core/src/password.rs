@@ -20,8 +20,9 @@
 
 use std::sync::Arc;
 
+use argon2::password_hash::phc::Output;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
 use portcullis_django::{CostLimits, DjangoHash};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -159,6 +160,51 @@ fn hash_blocking(params: &Params, password: &str) -> Result<String, String> {
         .map_err(|e| format!("could not hash the password: {e}"))
 }
 
+/// Whether `password` matches an Argon2 PHC hash: what
+/// `PasswordVerifier::verify_password` does (the hash's own algorithm,
+/// version, parameters and salt; the outputs compared in constant time by
+/// `Output`'s `PartialEq`), with working memory from [`working_memory`]
+/// instead of the crate's zeroed allocation.
+fn verify_phc(hash: &PasswordHash, params: &Params, password: &[u8]) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut computed = [0_u8; Output::MAX_LENGTH];
+    let Some(computed) = computed.get_mut(..expected.len()) else {
+        return false;
+    };
+    let Some(memory) = working_memory(params.block_count()) else {
+        return false;
+    };
+    argon
+        .hash_password_into_with_memory(password, salt, computed, memory)
+        .is_ok()
+        && Output::new(computed).is_ok_and(|computed| computed == *expected)
+}
+
+/// Argon2's working memory (`m` KiB), written with zeros block by block
+/// rather than allocated zeroed: an allocator may zero a large recycled
+/// region by handing its pages back to the kernel and faulting them in
+/// again (jemalloc does: 2,048 page faults a verification at 8 MiB), where
+/// writing them costs a fraction of a millisecond. Argon2 overwrites every
+/// block before reading it; the zeros only make the memory initialised.
+/// `None` when the memory cannot be had (the verification then fails).
+fn working_memory(blocks: usize) -> Option<Vec<Block>> {
+    let mut memory = Vec::new();
+    memory.try_reserve_exact(blocks).ok()?;
+    memory.extend(std::iter::repeat_n(Block::new(), blocks));
+    Some(memory)
+}
+
 /// A stored hash, parsed and within the cost caps.
 enum Stored {
     /// One of ours (or any Argon2 PHC string).
@@ -213,9 +259,7 @@ fn verify_stored(
     };
     match parsed {
         Stored::Phc(hash, stored_params) => {
-            let matched = argon2(params)
-                .verify_password(password.as_bytes(), &*hash)
-                .is_ok();
+            let matched = verify_phc(&hash, &stored_params, password.as_bytes());
             let needs_rehash = matched
                 && (hash.algorithm.as_str() != "argon2id"
                     || stored_params.m_cost() != params.m_cost()
@@ -245,6 +289,46 @@ fn verify_stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `verify_phc` agrees with the crate's own `verify_password` on every
+    /// variant and version a PHC string may name, for the right password
+    /// and wrong ones.
+    #[test]
+    fn verify_phc_agrees_with_the_crate() {
+        use argon2::PasswordVerifier as _;
+        let params = Params::new(64, 1, 1, None).unwrap();
+        for algorithm in [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d] {
+            for version in [Version::V0x13, Version::V0x10] {
+                let argon = Argon2::new(algorithm, version, params.clone());
+                let stored = argon.hash_password(b"correct horse").unwrap().to_string();
+                let hash = PasswordHash::new(&stored).unwrap();
+                let stored_params = Params::try_from(&hash).unwrap();
+                for (password, expected) in [
+                    (&b"correct horse"[..], true),
+                    (b"correct hors", false),
+                    (b"", false),
+                ] {
+                    let ours = verify_phc(&hash, &stored_params, password);
+                    let theirs = argon.verify_password(password, &hash).is_ok();
+                    assert_eq!((ours, theirs), (expected, expected), "{stored}");
+                }
+            }
+        }
+        // No `v=`: both take the default version.
+        let old = Argon2::new(Algorithm::Argon2i, Version::V0x10, params.clone());
+        let stored = old
+            .hash_password(b"pw-12345")
+            .unwrap()
+            .to_string()
+            .replace("$v=16", "");
+        let hash = PasswordHash::new(&stored).unwrap();
+        let stored_params = Params::try_from(&hash).unwrap();
+        assert_eq!(
+            verify_phc(&hash, &stored_params, b"pw-12345"),
+            old.verify_password(b"pw-12345", &hash).is_ok(),
+            "{stored}"
+        );
+    }
 
     fn cheap() -> HashParams {
         HashParams {

@@ -8,6 +8,19 @@ use portcullis::cli::Cli;
 use portcullis::config::Loaded;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than the system allocator: a request allocates some
+/// eighty small blocks (header maps, boxed futures, JSON), and glibc's
+/// malloc and free were a fifth of an authenticated request's
+/// instructions; with jemalloc `/api/users/me/` costs 83,000 → 70,000
+/// (BENCHMARKS.md, "Profiling"). Two settings keep Argon2's large working
+/// memory from being faulted in afresh on every login: jemalloc's
+/// oversize arena is off (`.cargo/config.toml`) and that memory is not
+/// allocated zeroed (`portcullis-core`'s `working_memory`). mimalloc was
+/// as fast but nearly tripled the idle resident set.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
