@@ -315,7 +315,7 @@ mod tests {
             }
         }
         // No `v=`: both take the default version.
-        let old = Argon2::new(Algorithm::Argon2i, Version::V0x10, params.clone());
+        let old = Argon2::new(Algorithm::Argon2i, Version::V0x10, params);
         let stored = old
             .hash_password(b"pw-12345")
             .unwrap()
