@@ -374,7 +374,8 @@ fn forwarded_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, pr
             value.push_str(earlier);
             value.push_str(", ");
         }
-        push_ip(&mut value, peer);
+        // Writing to a String cannot fail.
+        let _ = portcullis_http::write_ip(&mut value, peer);
         // The String's buffer becomes the value's: no second copy.
         if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.insert(FOR, value);
@@ -384,33 +385,6 @@ fn forwarded_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, pr
     match headers.get(header::HOST).cloned() {
         Some(host) => drop(headers.insert(HOST, host)),
         None => drop(headers.remove(HOST)),
-    }
-}
-
-/// `ip` as text, the IPv4 case by hand: `Ipv4Addr`'s `Display` goes
-/// through the formatter's padding for each octet, a tenth of the proxy's
-/// own work per request.
-fn push_ip(out: &mut String, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
-                }
-                out.push(char::from(b'0' + octet % 10));
-            }
-        }
-        std::net::IpAddr::V6(v6) => {
-            use std::fmt::Write as _;
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{v6}");
-        }
     }
 }
 
@@ -530,28 +504,5 @@ impl std::fmt::Display for DisplayChain<'_> {
             source = cause.source();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.199.255",
-            "9.99.100.101",
-            "::1",
-            "2001:db8::8a2e:370:7334",
-            "::ffff:192.0.2.1",
-        ] {
-            let ip: std::net::IpAddr = ip.parse().unwrap();
-            let mut out = String::new();
-            push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
-        }
     }
 }

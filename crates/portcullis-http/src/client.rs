@@ -84,6 +84,31 @@ impl fmt::Display for Cidr {
         write!(f, "{}/{}", self.network, self.prefix)
     }
 }
+/// Write `ip` as its `Display` writes it, the IPv4 case by hand:
+/// `Ipv4Addr`'s `Display` goes through the formatter's padding for each
+/// octet, which was a tenth of the proxy's own work per request and half
+/// of an access-log line. Used by both (`X-Forwarded-For`, `remote=`).
+///
+/// # Errors
+/// Only what `out` returns.
+pub fn write_ip(out: &mut impl fmt::Write, ip: IpAddr) -> fmt::Result {
+    let IpAddr::V4(v4) = ip else {
+        return write!(out, "{ip}");
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.write_char('.')?;
+        }
+        if octet >= 100 {
+            out.write_char(char::from(b'0' + octet / 100))?;
+        }
+        if octet >= 10 {
+            out.write_char(char::from(b'0' + octet / 10 % 10))?;
+        }
+        out.write_char(char::from(b'0' + octet % 10))?;
+    }
+    Ok(())
+}
 
 /// The client address of a request: the TCP peer, unless the peer is a
 /// trusted proxy, in which case `X-Forwarded-For` is read from the right
@@ -174,6 +199,24 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.199.255",
+            "9.99.100.101",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            write_ip(&mut out, ip).unwrap();
+            assert_eq!(out, ip.to_string());
+        }
+    }
 
     fn cidrs(list: &[&str]) -> Vec<Cidr> {
         list.iter().map(|c| c.parse().unwrap()).collect()

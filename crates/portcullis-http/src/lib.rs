@@ -24,7 +24,7 @@ use axum::response::Response;
 
 pub use auth::{AuthUser, MaybeAuthUser, StaffUser};
 pub use body::{DrfData, parse_body};
-pub use client::{Cidr, ClientAddr, ClientInfo, client_address};
+pub use client::{Cidr, ClientAddr, ClientInfo, client_address, write_ip};
 pub use cookie::RefreshCookie;
 pub use error::ApiError;
 pub use identity::IdentityHeaders;

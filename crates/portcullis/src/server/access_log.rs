@@ -219,39 +219,31 @@ fn version(version: Version) -> &'static str {
     }
 }
 
-/// `ip:port`; IPv4 by hand (through `Display` it was half the line's
-/// cost), IPv6 through `Display` (`[::1]:80`).
+/// `ip:port` as `SocketAddr`'s `Display` writes it; IPv4 through
+/// [`portcullis_http::write_ip`], IPv6 (`[::1%2]:80`) through `Display`.
 fn write_address(out: &mut Vec<u8>, address: SocketAddr) {
     let SocketAddr::V4(v4) = address else {
         write_display(out, address);
         return;
     };
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        if octet >= 100 {
-            out.push(b'0' + octet / 100);
-        }
-        if octet >= 10 {
-            out.push(b'0' + octet / 10 % 10);
-        }
-        out.push(b'0' + octet % 10);
-    }
-    out.push(b':');
-    write_display(out, v4.port());
+    let mut text = Bytes(out);
+    let _ = portcullis_http::write_ip(&mut text, (*v4.ip()).into());
+    let _ = write!(text, ":{}", v4.port());
 }
 
 /// Numbers, through the formatter.
 fn write_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
-    struct Bytes<'a>(&'a mut Vec<u8>);
-    impl std::fmt::Write for Bytes<'_> {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0.extend_from_slice(s.as_bytes());
-            Ok(())
-        }
-    }
     let _ = write!(Bytes(out), "{value}");
+}
+
+/// `fmt::Write` into the line's bytes (formatting into UTF-8 text).
+struct Bytes<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// A JSON string. Request ids and routes are plain ASCII by construction;
@@ -375,6 +367,82 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(parsed["fields"]["path"], "/a\"b\\c");
+    }
+
+    /// What tracing-subscriber's formatter (the access log's writer before
+    /// this module) writes for the same request, without the timestamp.
+    fn tracing_line(format: Format, entry: &Entry<'_>) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Capture(Arc::new(Mutex::new(Vec::new())));
+        let writer = captured.clone();
+        let builder = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time();
+        let event = || {
+            tracing::info!(
+                target: "portcullis::access",
+                request_id = %entry.request_id,
+                remote = %entry.remote.map(|r| r.to_string()).unwrap_or_default(),
+                method = %entry.method,
+                path = %entry.path,
+                route = %entry.route,
+                version = ?entry.version,
+                status = entry.status,
+                duration_ms = entry.duration_ms,
+                "request"
+            );
+        };
+        match format {
+            Format::Text => tracing::subscriber::with_default(builder.finish(), event),
+            Format::Json => tracing::subscriber::with_default(builder.json().finish(), event),
+        }
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn lines_are_the_ones_tracing_wrote() {
+        let entries = [
+            entry("/api/users/me/"),
+            Entry {
+                remote: None,
+                version: Version::HTTP_2,
+                status: 404,
+                ..entry("/a\"b\\c")
+            },
+        ];
+        for entry in &entries {
+            let mut ours = Vec::new();
+            write_line(&mut ours, Format::Text, entry, at(1_795_482_123, 42));
+            let ours = String::from_utf8(ours).unwrap();
+            // Ours minus its timestamp is tracing's minus none.
+            let (stamp, rest) = ours.split_at("2026-11-24T01:02:03.000042Z ".len());
+            assert_eq!(stamp, "2026-11-24T01:02:03.000042Z ");
+            assert_eq!(rest, tracing_line(Format::Text, entry));
+
+            let mut ours = Vec::new();
+            write_line(&mut ours, Format::Json, entry, at(1_795_482_123, 42));
+            let mut ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+            assert_eq!(
+                ours.as_object_mut().unwrap().remove("timestamp").unwrap(),
+                "2026-11-24T01:02:03.000042Z"
+            );
+            let theirs: serde_json::Value =
+                serde_json::from_str(&tracing_line(Format::Json, entry)).unwrap();
+            assert_eq!(ours, theirs);
+        }
     }
 
     #[test]
