@@ -525,6 +525,21 @@ pub(crate) fn binary() -> tokio::process::Command {
     command
 }
 
+/// `portcullis serve` (the real binary) over a fresh SQLite file in `dir`,
+/// with the test signing key and cheap hashing.
+pub(crate) fn serve_in(dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = binary();
+    command
+        .env(
+            "PORTCULLIS_DATABASE_URL",
+            format!("sqlite://{}", dir.join("db.sqlite3").display()),
+        )
+        .env("PORTCULLIS_SIGNING_KEY", SIGNING_KEY)
+        .env("PORTCULLIS_PASSWORD_HASH_MEMORY_KIB", "64")
+        .env("PORTCULLIS_PASSWORD_HASH_ITERATIONS", "1");
+    command
+}
+
 /// What a finished command printed.
 #[derive(Debug)]
 pub(crate) struct Output {

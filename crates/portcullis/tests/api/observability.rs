@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
 
-use crate::helpers::{Backend, Served, TestApp, binary, run};
+use crate::helpers::{Backend, Served, TestApp, run, serve_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_kept_or_made_and_returned() {
@@ -62,20 +62,6 @@ fn is_uuid_v4(id: &str) -> bool {
         && id.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
         && groups[2].starts_with('4')
         && matches!(groups[3].chars().next(), Some('8' | '9' | 'a' | 'b'))
-}
-
-/// The real binary with cheap hashing over a fresh SQLite file.
-fn serve_in(dir: &std::path::Path) -> tokio::process::Command {
-    let mut command = binary();
-    command
-        .env(
-            "PORTCULLIS_DATABASE_URL",
-            format!("sqlite://{}", dir.join("db.sqlite3").display()),
-        )
-        .env("PORTCULLIS_SIGNING_KEY", crate::helpers::SIGNING_KEY)
-        .env("PORTCULLIS_PASSWORD_HASH_MEMORY_KIB", "64")
-        .env("PORTCULLIS_PASSWORD_HASH_ITERATIONS", "1");
-    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,20 +6,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-use crate::helpers::{Served, binary, read_raw_reply};
-
-fn serve_in(dir: &std::path::Path) -> tokio::process::Command {
-    let mut command = binary();
-    command
-        .env(
-            "PORTCULLIS_DATABASE_URL",
-            format!("sqlite://{}", dir.join("db.sqlite3").display()),
-        )
-        .env("PORTCULLIS_SIGNING_KEY", crate::helpers::SIGNING_KEY)
-        .env("PORTCULLIS_PASSWORD_HASH_MEMORY_KIB", "64")
-        .env("PORTCULLIS_PASSWORD_HASH_ITERATIONS", "1");
-    command
-}
+use crate::helpers::{Served, read_raw_reply, serve_in};
 
 const BODY: &str = r#"{"username": "nobody", "password": "wrong"}"#;
 
