@@ -7,6 +7,7 @@
 //! suite runs against both backends (see `tests/store.rs`).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -46,6 +47,9 @@ pub struct SqlStore {
     /// SQLite only: rotations go to one task that writes them in batches
     /// (see `rotation.rs`).
     rotations: Option<RotationQueue>,
+    /// SQLite files only: the hottest point reads, answered on the
+    /// caller's thread (see `inline.rs`).
+    inline: Option<Arc<InlineReader>>,
 }
 
 /// Run the same statement on whichever pool is in use. The body is
@@ -79,6 +83,9 @@ macro_rules! execute {
 }
 
 mod django;
+mod inline;
+
+use inline::{InlineReader, one_row};
 
 pub use django::{DjangoDatabase, DjangoToken, DjangoUser};
 
@@ -115,6 +122,21 @@ impl From<UserRow> for User {
             last_login: r.last_login,
         }
     }
+}
+
+/// A [`UserRow`] as an inline read returns it, in [`USER_COLUMNS`] order.
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        email: row.get(2)?,
+        password: row.get(3)?,
+        is_active: row.get(4)?,
+        is_staff: row.get(5)?,
+        is_superuser: row.get(6)?,
+        date_joined: row.get(7)?,
+        last_login: row.get(8)?,
+    })
 }
 
 #[derive(sqlx::FromRow)]
@@ -272,6 +294,7 @@ impl SqlStore {
                 pool: Pool::Postgres(pool.clone()),
                 writer: Pool::Postgres(pool),
                 rotations: None,
+                inline: None,
             }
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
@@ -281,7 +304,11 @@ impl SqlStore {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
-            create_private_file(options.get_filename())?;
+            let path = options.get_filename().to_path_buf();
+            let in_memory = is_in_memory(url, &path);
+            if !in_memory {
+                create_private_file(&path)?;
+            }
             let open = |max: u32, options: SqliteConnectOptions| {
                 SqlitePoolOptions::new()
                     .max_connections(max)
@@ -302,9 +329,11 @@ impl SqlStore {
             )
             .await
             .map_err(cannot)?;
+            let inline = (!in_memory).then(|| Arc::new(InlineReader::new(path)));
             let readers = open(SQLITE_READERS, options).await.map_err(cannot)?;
             Self {
                 rotations: Some(RotationQueue::new(writer.clone())),
+                inline,
                 pool: Pool::Sqlite(readers),
                 writer: Pool::Sqlite(writer),
             }
@@ -392,11 +421,22 @@ impl RevocationListener {
     }
 }
 
+/// An in-memory SQLite database (`sqlite::memory:`, `mode=memory`): it has
+/// no file to create, and a connection opened apart from sqlx's pool would
+/// see another, empty database. (sqlx names `sqlite::memory:`
+/// `file:sqlx-in-memory-N`, which must not become a file either.)
+fn is_in_memory(url: &str, path: &std::path::Path) -> bool {
+    path.as_os_str().is_empty()
+        || path.to_str() == Some(":memory:")
+        || url.contains(":memory:")
+        || url.contains("mode=memory")
+}
+
 /// Create a missing SQLite file readable by its owner only: it holds the
 /// signing keys. SQLite gives its `-wal` and `-shm` files the same mode.
 /// An existing file keeps the mode its owner chose.
 fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
-    if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") || path.exists() {
+    if path.exists() {
         return Ok(());
     }
     let mut options = std::fs::OpenOptions::new();
@@ -447,6 +487,13 @@ impl Store for SqlStore {
 
     async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        if let Some(found) = self
+            .inline
+            .as_ref()
+            .and_then(|inline| inline.read(|c| one_row(c, &sql, id, user_from_row)))
+        {
+            return Ok(found);
+        }
         let row = on_pool!(self, pool => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(pool)
@@ -642,9 +689,16 @@ impl Store for SqlStore {
     }
 
     async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
-        let found = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
-            "SELECT id FROM outstanding_tokens WHERE jti = $1 AND blacklisted_at IS NOT NULL",
-        )
+        const SQL: &str =
+            "SELECT id FROM outstanding_tokens WHERE jti = $1 AND blacklisted_at IS NOT NULL";
+        if let Some(found) = self
+            .inline
+            .as_ref()
+            .and_then(|inline| inline.read(|c| one_row(c, SQL, jti, |_| Ok(()))))
+        {
+            return Ok(found.is_some());
+        }
+        let found = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(SQL)
         .bind(jti)
         .fetch_optional(pool)
         .await)
@@ -1091,5 +1145,120 @@ impl Store for SqlStore {
         .await)
         .map_err(db_error)?;
         Ok(exists.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_core::Username;
+
+    use super::*;
+
+    async fn file_store(dir: &tempfile::TempDir) -> SqlStore {
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+        SqlStore::connect(&url).await.unwrap()
+    }
+
+    async fn alice(store: &SqlStore) -> User {
+        store
+            .create_user(&NewUser {
+                username: Username::parse("alice").unwrap(),
+                email: "alice@example.com".to_owned(),
+                password_hash: "!".to_owned(),
+                is_active: true,
+                is_staff: false,
+                is_superuser: false,
+                date_joined: 1_700_000_000,
+            })
+            .await
+            .unwrap()
+    }
+
+    fn token(user: &User) -> OutstandingToken {
+        OutstandingToken {
+            jti: "a1b2".to_owned(),
+            user_id: Some(user.id),
+            created_at: Some(1_700_000_000),
+            expires_at: 4_000_000_000,
+        }
+    }
+
+    /// The inline readers answer themselves (no fallback), and see each
+    /// write committed before the read.
+    #[tokio::test]
+    async fn inline_reads_see_every_committed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir).await;
+        let inline = store.inline.clone().expect("a SQLite file reads inline");
+        let by_id = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let blacklisted =
+            "SELECT id FROM outstanding_tokens WHERE jti = $1 AND blacklisted_at IS NOT NULL";
+
+        let user = alice(&store).await;
+        let read = inline.read(|c| one_row(c, &by_id, user.id, user_from_row));
+        assert_eq!(read, Some(Some(user.clone())));
+        assert_eq!(
+            inline.read(|c| one_row(c, &by_id, user.id + 1, user_from_row)),
+            Some(None)
+        );
+
+        assert!(store.set_active(user.id, false).await.unwrap());
+        let read = inline.read(|c| one_row(c, &by_id, user.id, user_from_row));
+        assert_eq!(read.flatten().map(|u| u.is_active), Some(false));
+        assert_eq!(
+            store
+                .user_by_id(user.id)
+                .await
+                .unwrap()
+                .map(|u| u.is_active),
+            Some(false)
+        );
+
+        let token = token(&user);
+        store.record_outstanding(&token).await.unwrap();
+        assert_eq!(
+            inline.read(|c| one_row(c, blacklisted, "a1b2", |_| Ok(()))),
+            Some(None)
+        );
+        assert!(!store.is_blacklisted("a1b2").await.unwrap());
+        assert!(store.blacklist(&token, 1_700_000_001).await.unwrap());
+        assert_eq!(
+            inline.read(|c| one_row(c, blacklisted, "a1b2", |_| Ok(()))),
+            Some(Some(()))
+        );
+        assert!(store.is_blacklisted("a1b2").await.unwrap());
+    }
+
+    /// A read the inline connections cannot make is made by sqlx's pool,
+    /// with the same answer.
+    #[tokio::test]
+    async fn a_failed_inline_read_is_asked_of_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = file_store(&dir).await;
+        let user = alice(&store).await;
+        store.blacklist(&token(&user), 1_700_000_001).await.unwrap();
+        let nowhere = Arc::new(InlineReader::new(dir.path().join("missing.sqlite3")));
+        assert_eq!(nowhere.read(|_| Ok(())), None);
+        store.inline = Some(nowhere);
+
+        assert_eq!(store.user_by_id(user.id).await.unwrap(), Some(user));
+        assert!(store.is_blacklisted("a1b2").await.unwrap());
+        assert!(!store.is_blacklisted("c3d4").await.unwrap());
+    }
+
+    /// No inline reader, and no stray file named after sqlx's in-memory
+    /// database in the working directory.
+    #[tokio::test]
+    async fn an_in_memory_database_is_read_by_the_pool_only() {
+        let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+        assert!(store.inline.is_none());
+        let user = alice(&store).await;
+        assert_eq!(store.user_by_id(user.id).await.unwrap(), Some(user));
+        let stray = std::fs::read_dir(".")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("in-memory"))
+            .count();
+        assert_eq!(stray, 0);
     }
 }
