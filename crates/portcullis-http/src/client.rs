@@ -186,10 +186,16 @@ impl FromRequestParts<AppState> for ClientInfo {
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        // `write_ip`, not `to_string`: every refresh and login pays this.
+        let text = address.map(|ip| {
+            let mut text = String::with_capacity(15);
+            write_ip(&mut text, ip).ok();
+            text
+        });
         Ok(Self {
             address,
-            client: Client::new(address.map(|ip| ip.to_string()), user_agent.as_deref()),
+            client: Client::new(text, user_agent.as_deref()),
         })
     }
 }
