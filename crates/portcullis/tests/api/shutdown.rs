@@ -54,6 +54,12 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let (code, log) = served.exit().await;
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("portcullis stopped"), "{log}");
+    // Its access line, answered just before the exit, is not lost in the
+    // log's buffer (written every 100 ms otherwise): the shutdown flushes it.
+    assert!(
+        log.contains("method=POST path=/api/token/ route=/api/token/ version=HTTP/1.1 status=401"),
+        "{log}"
+    );
 }
 
 /// A request that never completes is cut at `SHUTDOWN_TIMEOUT`, and the
