@@ -20,9 +20,8 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::phc::Output;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use portcullis_django::{CostLimits, DjangoHash};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -153,11 +152,32 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
+/// A new Argon2id PHC hash: what `PasswordHasher::hash_password` makes (a
+/// fresh random salt of the recommended length, the configured output
+/// length), with working memory from [`working_memory`], as verifications
+/// have.
 fn hash_blocking(params: &Params, password: &str) -> Result<String, String> {
-    argon2(params)
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|e| format!("could not hash the password: {e}"))
+    let cannot = |e: &dyn std::fmt::Display| format!("could not hash the password: {e}");
+    let salt = argon2::password_hash::try_generate_salt().map_err(|e| cannot(&e))?;
+    let salt = Salt::new(&salt).map_err(|e| cannot(&e))?;
+    let mut output = [0_u8; Output::MAX_LENGTH];
+    let output = output
+        .get_mut(..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN))
+        .ok_or_else(|| cannot(&"output length"))?;
+    let memory =
+        working_memory(params.block_count()).ok_or_else(|| cannot(&"not enough memory"))?;
+    let argon = argon2(params);
+    argon
+        .hash_password_into_with_memory(password.as_bytes(), &salt, output, memory)
+        .map_err(|e| cannot(&e))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| cannot(&e))?,
+        salt: Some(salt),
+        hash: Some(Output::new(output).map_err(|e| cannot(&e))?),
+    };
+    Ok(hash.to_string())
 }
 
 /// Whether `password` matches an Argon2 PHC hash: what
@@ -288,7 +308,37 @@ fn verify_stored(
 
 #[cfg(test)]
 mod tests {
+    use argon2::PasswordHasher as _;
+
     use super::*;
+
+    /// `hash_blocking` makes what the crate's `hash_password` makes: the
+    /// same PHC fields and parameters, a fresh salt each time, and a hash
+    /// the crate's own `verify_password` accepts for that password only.
+    #[test]
+    fn hash_blocking_agrees_with_the_crate() {
+        use argon2::PasswordVerifier as _;
+        let params = Params::new(64, 2, 1, None).unwrap();
+        let ours = hash_blocking(&params, "correct horse").unwrap();
+        let theirs = argon2(&params)
+            .hash_password(b"correct horse")
+            .unwrap()
+            .to_string();
+        let fields = |phc: &str| {
+            let parts: Vec<String> = phc.split('$').map(str::to_owned).collect();
+            (parts.len(), parts.get(1..4).map(<[String]>::to_vec))
+        };
+        assert_eq!(fields(&ours), fields(&theirs), "{ours} / {theirs}");
+        assert_eq!(
+            fields(&ours).1.unwrap()[0..3],
+            ["argon2id", "v=19", "m=64,t=2,p=1"]
+        );
+        assert_ne!(ours, hash_blocking(&params, "correct horse").unwrap());
+        let hash = PasswordHash::new(&ours).unwrap();
+        let argon = argon2(&params);
+        assert!(argon.verify_password(b"correct horse", &hash).is_ok());
+        assert!(argon.verify_password(b"correct hors", &hash).is_err());
+    }
 
     /// `verify_phc` agrees with the crate's own `verify_password` on every
     /// variant and version a PHC string may name, for the right password
