@@ -6,25 +6,24 @@
 
 use axum::extract::State;
 use axum::http::Method;
-use axum::middleware::map_response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{drf_headers, metadata, view_at};
+use super::{metadata, view_at};
 use crate::{ApiError, AppState, AuthUser, DrfData};
 
 pub(crate) fn router() -> Router<AppState> {
-    let view = get(me).options(options).fallback(not_allowed);
-    Router::new()
-        .route("/api/users/me/", view.clone())
-        .route("/api/users/me", view)
-        .layer(map_response(drf_headers("GET, HEAD, OPTIONS")))
-        .merge(view_at(
-            "/api/users/me/password/",
-            post(change_password).fallback(not_allowed),
-            "POST, OPTIONS",
-        ))
+    view_at("/api/users/me/", "GET, HEAD, OPTIONS", |view| {
+        get(view.wrap(me))
+            .options(view.wrap(options))
+            .fallback(view.wrap(not_allowed))
+    })
+    .merge(view_at(
+        "/api/users/me/password/",
+        "POST, OPTIONS",
+        |view| post(view.wrap(change_password)).fallback(view.wrap(not_allowed)),
+    ))
 }
 
 /// `{"old_password","new_password"}` → `{}`; every other session ends.
