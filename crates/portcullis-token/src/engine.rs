@@ -8,12 +8,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::claims::numeric_date;
 use crate::keys::{algorithm_name, verify_signature};
 use crate::keyset::{KeyRing, LoadedKey, RemoteKeys};
-use crate::{Clock, SigningKeys, Token, TokenError, TokenSettings, TokenType};
+use crate::{Claims, Clock, SigningKeys, Token, TokenError, TokenSettings, TokenType};
 
 /// Signing failed: the keys were checked at load time, so this means the
 /// system random generator or the crypto library failed.
@@ -219,7 +219,7 @@ impl TokenEngine {
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| TokenError::Invalid)?;
-        let Claims(claims) = serde_json::from_slice(&payload).map_err(|_| TokenError::Invalid)?;
+        let Payload(claims) = serde_json::from_slice(&payload).map_err(|_| TokenError::Invalid)?;
         let leeway = self.settings.leeway;
 
         for name in ["iat", "nbf"] {
@@ -387,7 +387,7 @@ impl TokenEngine {
             TokenType::Refresh => s.refresh_token_lifetime,
             TokenType::Sliding => s.sliding_token_lifetime,
         };
-        let mut token = Token::from_claims(Map::new());
+        let mut token = Token::from_claims(Claims::new());
         if let Some(type_claim) = &s.token_type_claim {
             token.set(type_claim, Value::String(token_type.as_str().to_owned()));
         }
@@ -436,21 +436,21 @@ impl Verifier {
 /// jsonwebtoken reads strictly (`exp`, `nbf`, `sub`, `iss`, `aud`): a token
 /// naming one of them twice is refused, as it was when jsonwebtoken decoded
 /// the payload (`hardening::duplicate_json_keys`).
-struct Claims(Map<String, Value>);
+struct Payload(Claims);
 
-impl<'de> serde::Deserialize<'de> for Claims {
+impl<'de> serde::Deserialize<'de> for Payload {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visit;
         impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Claims;
+            type Value = Payload;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object of claims")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<Claims, A::Error> {
-                let mut claims = Map::new();
+            ) -> Result<Payload, A::Error> {
+                let mut claims = Claims::new();
                 while let Some(name) = map.next_key::<String>()? {
                     let value = map.next_value::<Value>()?;
                     let strict = matches!(name.as_str(), "exp" | "nbf" | "sub" | "iss" | "aud");
@@ -458,7 +458,7 @@ impl<'de> serde::Deserialize<'de> for Claims {
                         return Err(serde::de::Error::custom("a registered claim is repeated"));
                     }
                 }
-                Ok(Claims(claims))
+                Ok(Payload(claims))
             }
         }
         deserializer.deserialize_map(Visit)
