@@ -66,7 +66,10 @@ fn split<'a, S: AsRef<str>>(value: &'a [u8], header_types: &[S]) -> AuthHeader<'
 /// Whether any byte is a space or below it (every ASCII whitespace byte is).
 fn has_space_or_control(bytes: &[u8]) -> bool {
     // A bitwise or, not `any`: no early exit, so the loop is vectorized.
-    bytes.iter().fold(0_u8, |found, b| found | u8::from(*b <= b' ')) != 0
+    bytes
+        .iter()
+        .fold(0_u8, |found, b| found | u8::from(*b <= b' '))
+        != 0
 }
 
 /// `AUTH_HEADER_NAME` as an HTTP header name, lowercase: Django's

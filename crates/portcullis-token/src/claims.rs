@@ -87,6 +87,14 @@ impl Claims {
         Self::default()
     }
 
+    /// No claims, with room for `capacity`.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
     /// One claim.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&Value> {

@@ -37,6 +37,11 @@ pub struct TokenEngine {
     configured_jwk: Option<Arc<Jwk>>,
     ring: Arc<RwLock<Arc<KeyRing>>>,
     remote: Arc<RwLock<Arc<RemoteKeys>>>,
+    /// The header segment of a token signed with the configured key, as
+    /// `encode` writes it (`{"alg":…,"typ":"JWT"}`). A token whose header
+    /// is exactly these bytes is not parsed again: it names no kid and the
+    /// key's algorithm (base64 and JSON were 2,300 instructions a token).
+    configured_header: Option<Arc<str>>,
 }
 
 /// The published key set and its entity tag.
@@ -77,6 +82,9 @@ impl TokenEngine {
             jwk.common.key_id = Some(kid);
             Some(Arc::new(jwk))
         });
+        let configured_header = serde_json::to_vec(&configured_header(keys.algorithm()))
+            .ok()
+            .map(|header| Arc::from(URL_SAFE_NO_PAD.encode(header)));
         Self {
             settings: Arc::new(settings),
             keys: Arc::new(keys),
@@ -84,6 +92,7 @@ impl TokenEngine {
             configured_jwk,
             ring: Arc::default(),
             remote: Arc::default(),
+            configured_header,
         }
     }
 
@@ -195,21 +204,30 @@ impl TokenEngine {
         let (Some(payload), Some(header), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(TokenError::Invalid);
         };
-        let header = URL_SAFE_NO_PAD
-            .decode(header)
-            .map_err(|_| TokenError::Invalid)?;
-        let header: jsonwebtoken::Header =
-            serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
+        let (alg, kid) = if self
+            .configured_header
+            .as_deref()
+            .is_some_and(|ours| ours.as_bytes() == header)
+        {
+            (self.keys.algorithm(), None)
+        } else {
+            let header = URL_SAFE_NO_PAD
+                .decode(header)
+                .map_err(|_| TokenError::Invalid)?;
+            let header: jsonwebtoken::Header =
+                serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
+            (header.alg, header.kid)
+        };
         // A token with a kid is verified by that key only, with that key's
         // algorithm; one without is simplejwt's, for the configured key.
         // `alg` must merely agree with the key's (RFC 8725 §3.1).
-        let verifier = match header.kid {
+        let verifier = match kid {
             None => Verifier::Configured,
             Some(kid) => self.verifier(&kid, now).ok_or(TokenError::Invalid)?,
         };
         let signed_by_key = verifier
             .with_key(self, |algorithm, decoding, prepared| {
-                header.alg == algorithm
+                alg == algorithm
                     && verify_signature(algorithm, decoding, prepared, message, signature)
             })
             .ok_or(TokenError::Invalid)?;
@@ -293,10 +311,7 @@ impl TokenEngine {
                 json!({"alg": algorithm_name(*algorithm), "kid": kid, "typ": "JWT"}),
                 signing,
             ),
-            _ => (
-                json!({"alg": algorithm_name(self.keys.algorithm()), "typ": "JWT"}),
-                self.keys.as_ref(),
-            ),
+            _ => (configured_header(self.keys.algorithm()), self.keys.as_ref()),
         };
         let header = serde_json::to_vec(&header).map_err(|e| SignError(e.to_string()))?;
         let payload = serde_json::to_vec(token.claims()).map_err(|e| SignError(e.to_string()))?;
@@ -404,6 +419,11 @@ impl TokenEngine {
     }
 }
 
+/// The header of a token signed with the configured key.
+fn configured_header(algorithm: Algorithm) -> Value {
+    json!({"alg": algorithm_name(algorithm), "typ": "JWT"})
+}
+
 /// The key a token is checked with, held through its snapshot.
 enum Verifier {
     Configured,
@@ -450,7 +470,7 @@ impl<'de> serde::Deserialize<'de> for Payload {
                 self,
                 mut map: A,
             ) -> Result<Payload, A::Error> {
-                let mut claims = Claims::new();
+                let mut claims = Claims::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some(name) = map.next_key::<String>()? {
                     let value = map.next_value::<Value>()?;
                     let strict = matches!(name.as_str(), "exp" | "nbf" | "sub" | "iss" | "aud");
@@ -657,6 +677,40 @@ mod tests {
                 .decode(signed(&other, json!({"aud": "anything"})).as_bytes())
                 .map(|_| ()),
             Ok(())
+        );
+    }
+
+    /// Our own header is recognised by its bytes; any other is parsed, and
+    /// decides as before (its `alg` must be the key's).
+    #[test]
+    fn headers_other_than_ours_are_parsed() {
+        let e = engine(TokenSettings::default());
+        let sign = |header: &str| {
+            let message = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(r#"{"exp":1900000000,"jti":"x"}"#)
+            );
+            let key = hmac::Key::new(hmac::HMAC_SHA256, KEY);
+            let tag = hmac::sign(&key, message.as_bytes());
+            format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+        };
+        let at = |header: &str| e.decode(sign(header).as_bytes()).map(|_| ());
+        assert_eq!(
+            e.configured_header.as_deref(),
+            Some("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9")
+        );
+        assert_eq!(at(r#"{"alg":"HS256","typ":"JWT"}"#), Ok(()));
+        assert_eq!(at(r#"{"typ":"JWT","alg":"HS256"}"#), Ok(()));
+        assert_eq!(at(r#"{"alg":"HS256"}"#), Ok(()));
+        assert_eq!(
+            at(r#"{"alg":"HS384","typ":"JWT"}"#),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(at(r#"{"alg":"none"}"#), Err(TokenError::Invalid));
+        assert_eq!(
+            at(r#"{"alg":"HS256","kid":"unknown"}"#),
+            Err(TokenError::Invalid)
         );
     }
 
