@@ -195,15 +195,7 @@ impl TokenEngine {
         // parts); the header is parsed once, into jsonwebtoken's `Header`
         // so that what it refuses (an unknown `alg`, a mistyped field)
         // is still refused.
-        let mut parts = raw.rsplitn(2, |b| *b == b'.');
-        let (Some(signature), Some(message), None) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Invalid);
-        };
-        let mut parts = message.rsplitn(2, |b| *b == b'.');
-        let (Some(payload), Some(header), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(TokenError::Invalid);
-        };
+        let (message, header, payload, signature) = split_jws(raw).ok_or(TokenError::Invalid)?;
         let (alg, kid) = if self
             .configured_header
             .as_deref()
@@ -417,6 +409,31 @@ impl TokenEngine {
         }
         Ok(token)
     }
+}
+
+/// A compact token's parts: (signing input, header, payload, signature).
+type Jws<'a> = (&'a [u8], &'a [u8], &'a [u8], &'a [u8]);
+
+/// A compact token split at its last two dots, as two `rsplitn(2, '.')`
+/// split it. The header may
+/// hold dots (and is then refused when decoded). Found from both ends: the
+/// first dot closes the header unless the payload holds one too, which is
+/// checked without an early exit (vectorized) rather than scanned for byte
+/// by byte from the end (a tenth of the decode's own instructions).
+fn split_jws(raw: &[u8]) -> Option<Jws<'_>> {
+    let (message, signature) = raw.split_at(raw.iter().rposition(|b| *b == b'.')?);
+    let signature = signature.get(1..)?;
+    let (header, payload) = message.split_at(message.iter().position(|b| *b == b'.')?);
+    let payload = payload.get(1..)?;
+    if payload
+        .iter()
+        .fold(0_u8, |dots, b| dots | u8::from(*b == b'.'))
+        == 0
+    {
+        return Some((message, header, payload, signature));
+    }
+    let (header, payload) = message.split_at(message.iter().rposition(|b| *b == b'.')?);
+    Some((message, header, payload.get(1..)?, signature))
 }
 
 /// The header of a token signed with the configured key.
@@ -712,6 +729,34 @@ mod tests {
             at(r#"{"alg":"HS256","kid":"unknown"}"#),
             Err(TokenError::Invalid)
         );
+    }
+
+    /// The split answers what `rsplitn(2, '.')` twice did.
+    #[test]
+    fn tokens_split_at_their_last_two_dots() {
+        fn rsplit(raw: &[u8]) -> Option<Jws<'_>> {
+            let mut parts = raw.rsplitn(2, |b| *b == b'.');
+            let (signature, message) = (parts.next()?, parts.next()?);
+            let mut parts = message.rsplitn(2, |b| *b == b'.');
+            let (payload, header) = (parts.next()?, parts.next()?);
+            Some((message, header, payload, signature))
+        }
+        for raw in [
+            &b""[..],
+            b".",
+            b"..",
+            b"...",
+            b"a.b",
+            b"a.b.c",
+            b"a.b.c.d",
+            b"a..c",
+            b".b.",
+            b"h.e.a.d.p.s",
+            b"head.pay.load.sig",
+            b"abc",
+        ] {
+            assert_eq!(split_jws(raw), rsplit(raw), "{raw:?}");
+        }
     }
 
     #[test]
