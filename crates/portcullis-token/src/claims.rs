@@ -3,6 +3,8 @@
 //! Claims keep their insertion order so that encoded payloads read exactly
 //! like simplejwt's: `token_type, exp, iat, jti, [refresh_exp,] user_id, …`.
 
+use std::borrow::Cow;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -77,7 +79,31 @@ pub enum UserIdClaim {
 /// the scans long.
 #[derive(Debug, Clone, Default)]
 pub struct Claims {
-    entries: Vec<(String, Value)>,
+    entries: Vec<(Name, Value)>,
+}
+
+/// A claim name: simplejwt's and the registered ones are shared, not
+/// copied (an allocation each, five a token).
+pub(crate) type Name = Cow<'static, str>;
+
+/// `name`, shared when it is a common claim name.
+pub(crate) fn claim_name(name: &str) -> Name {
+    const COMMON: [&str; 10] = [
+        "token_type",
+        "exp",
+        "iat",
+        "jti",
+        "user_id",
+        "refresh_exp",
+        "nbf",
+        "iss",
+        "aud",
+        "sub",
+    ];
+    COMMON.iter().find(|common| **common == name).map_or_else(
+        || Cow::Owned(name.to_owned()),
+        |common| Cow::Borrowed(*common),
+    )
 }
 
 impl Claims {
@@ -120,7 +146,8 @@ impl Claims {
 
     /// Set a claim; one already present keeps its position and its old
     /// value is returned (as `serde_json::Map::insert` does).
-    pub fn insert(&mut self, name: String, value: Value) -> Option<Value> {
+    pub fn insert(&mut self, name: impl Into<Name>, value: Value) -> Option<Value> {
+        let name = name.into();
         if let Some(slot) = self.get_mut(&name) {
             return Some(std::mem::replace(slot, value));
         }
@@ -141,25 +168,27 @@ impl Claims {
     }
 
     /// The claims, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.into_iter()
     }
 
     /// The claim names, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.entries.iter().map(|(name, _)| name)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| name.as_ref())
     }
 }
 
 impl<'a> IntoIterator for &'a Claims {
-    type Item = (&'a String, &'a Value);
+    type Item = (&'a str, &'a Value);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, Value)>,
-        fn(&'a (String, Value)) -> (&'a String, &'a Value),
+        std::slice::Iter<'a, (Name, Value)>,
+        fn(&'a (Name, Value)) -> (&'a str, &'a Value),
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(name, value)| (name, value))
+        self.entries
+            .iter()
+            .map(|(name, value)| (name.as_ref(), value))
     }
 }
 
@@ -177,7 +206,10 @@ impl PartialEq for Claims {
 impl From<Map<String, Value>> for Claims {
     fn from(map: Map<String, Value>) -> Self {
         Self {
-            entries: map.into_iter().collect(),
+            entries: map
+                .into_iter()
+                .map(|(name, value)| (Name::Owned(name), value))
+                .collect(),
         }
     }
 }
@@ -225,7 +257,7 @@ impl Token {
         if let Some(slot) = self.claims.get_mut(name) {
             *slot = value;
         } else {
-            self.claims.entries.push((name.to_owned(), value));
+            self.claims.entries.push((claim_name(name), value));
         }
     }
 
@@ -338,9 +370,9 @@ mod tests {
     #[test]
     fn claims_behave_like_the_ordered_map_they_replace() {
         let mut claims = Claims::new();
-        assert_eq!(claims.insert("b".into(), json!(1)), None);
-        assert_eq!(claims.insert("a".into(), json!(2)), None);
-        assert_eq!(claims.insert("b".into(), json!(3)), Some(json!(1)));
+        assert_eq!(claims.insert("b", json!(1)), None);
+        assert_eq!(claims.insert("a".to_owned(), json!(2)), None);
+        assert_eq!(claims.insert(claim_name("b"), json!(3)), Some(json!(1)));
         assert_eq!(claims.keys().collect::<Vec<_>>(), ["b", "a"]);
         assert_eq!(claims.get("b"), Some(&json!(3)));
         assert!(claims.contains_key("a") && !claims.contains_key("c"));

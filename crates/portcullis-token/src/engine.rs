@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Value, json};
 
-use crate::claims::numeric_date;
+use crate::claims::{Name, claim_name, numeric_date};
 use crate::keys::{algorithm_name, verify_signature};
 use crate::keyset::{KeyRing, LoadedKey, RemoteKeys};
 use crate::{Claims, Clock, SigningKeys, Token, TokenError, TokenSettings, TokenType};
@@ -349,8 +349,8 @@ impl TokenEngine {
             let skip = name == "exp"
                 || name == "iat"
                 || name == "jti"
-                || *name == s.jti_claim
-                || s.token_type_claim.as_deref() == Some(name.as_str());
+                || name == s.jti_claim
+                || s.token_type_claim.as_deref() == Some(name);
             if !skip {
                 access.set(name, value.clone());
             }
@@ -488,9 +488,9 @@ impl<'de> serde::Deserialize<'de> for Payload {
                 mut map: A,
             ) -> Result<Payload, A::Error> {
                 let mut claims = Claims::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(name) = map.next_key::<String>()? {
+                while let Some(name) = map.next_key_seed(ClaimName)? {
                     let value = map.next_value::<Value>()?;
-                    let strict = matches!(name.as_str(), "exp" | "nbf" | "sub" | "iss" | "aud");
+                    let strict = matches!(name.as_ref(), "exp" | "nbf" | "sub" | "iss" | "aud");
                     if claims.insert(name, value).is_some() && strict {
                         return Err(serde::de::Error::custom("a registered claim is repeated"));
                     }
@@ -499,6 +499,26 @@ impl<'de> serde::Deserialize<'de> for Payload {
             }
         }
         deserializer.deserialize_map(Visit)
+    }
+}
+
+/// A claim name read from a payload: a common one is shared, not copied.
+struct ClaimName;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ClaimName {
+    type Value = Name;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Name, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for ClaimName {
+    type Value = Name;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a claim name")
+    }
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Name, E> {
+        Ok(claim_name(name))
     }
 }
 
@@ -568,7 +588,7 @@ mod tests {
     fn header_and_claims_are_simplejwt_shaped() {
         let e = engine(TokenSettings::default());
         let token = e.for_user(TokenType::Sliding, 7, []).unwrap();
-        let keys: Vec<&String> = token.claims().keys().collect();
+        let keys: Vec<&str> = token.claims().keys().collect();
         assert_eq!(
             keys,
             ["token_type", "exp", "iat", "jti", "refresh_exp", "user_id"]
@@ -603,7 +623,7 @@ mod tests {
             .unwrap();
         refresh.set("user_id", json!(1));
         let access = e.access_from_refresh(&refresh).unwrap();
-        let keys: Vec<&String> = access.claims().keys().collect();
+        let keys: Vec<&str> = access.claims().keys().collect();
         assert_eq!(
             keys,
             ["token_type", "exp", "iat", "jti", "user_id", "custom"]
