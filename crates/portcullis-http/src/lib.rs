@@ -18,9 +18,6 @@ mod routes;
 mod state;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::map_response_with_state;
-use axum::response::Response;
 
 pub use auth::{AuthUser, MaybeAuthUser, StaffUser};
 pub use body::{DrfData, parse_body};
@@ -41,7 +38,6 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::well_known::router())
         .merge(routes::forward_auth::router())
         .fallback(|| async { ApiError::NotFound })
-        .layer(map_response_with_state(state.clone(), www_authenticate))
         .with_state(state)
 }
 
@@ -66,20 +62,3 @@ pub const API_PATHS: &[&str] = &[
     "/.well-known/oauth-authorization-server",
     "/auth/verify",
 ];
-
-/// Every 401 names the scheme to use (simplejwt #15): the first of
-/// `AUTH_HEADER_TYPES`, realm "api".
-async fn www_authenticate(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    mut response: Response,
-) -> Response {
-    if response.status() == StatusCode::UNAUTHORIZED
-        && !response.headers().contains_key(header::WWW_AUTHENTICATE)
-    {
-        let value: HeaderValue = state.www_authenticate().clone();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
-    }
-    response
-}

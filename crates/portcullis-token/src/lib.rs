@@ -26,7 +26,7 @@ mod reject;
 mod settings;
 
 pub use auth_header::{AuthHeader, auth_header_name, parse_authorization};
-pub use claims::{Token, TokenType, UserIdClaim};
+pub use claims::{Claims, Token, TokenType, UserIdClaim};
 pub use clock::{Clock, SystemClock};
 pub use engine::{JwksDocument, SignError, TokenEngine};
 pub use error::TokenError;

@@ -24,18 +24,22 @@ use crate::{ApiError, AppState, StaffUser};
 pub(crate) fn router() -> Router<AppState> {
     view_at(
         "/api/admin/users/{id}/sessions/",
-        get(list).delete(end_all).fallback(method_not_allowed),
         "GET, DELETE, HEAD, OPTIONS",
+        |view| {
+            get(view.wrap(list))
+                .delete(view.wrap(end_all))
+                .fallback(view.wrap(method_not_allowed))
+        },
     )
     .merge(view_at(
         "/api/admin/users/{id}/deactivate/",
-        post(deactivate).fallback(method_not_allowed),
         "POST, OPTIONS",
+        |view| post(view.wrap(deactivate)).fallback(view.wrap(method_not_allowed)),
     ))
     .merge(view_at(
         "/api/admin/users/{id}/",
-        delete(remove).fallback(method_not_allowed),
         "DELETE, OPTIONS",
+        |view| delete(view.wrap(remove)).fallback(view.wrap(method_not_allowed)),
     ))
 }
 

@@ -14,10 +14,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::any;
 
+use super::Finish;
 use crate::{AppState, AuthUser};
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/auth/verify", any(verify))
+    Router::new().route("/auth/verify", any(Finish::plain().wrap(verify)))
 }
 
 async fn verify(

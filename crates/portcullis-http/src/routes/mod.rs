@@ -8,35 +8,125 @@ pub(crate) mod token;
 pub(crate) mod users;
 pub(crate) mod well_known;
 
-use axum::http::{HeaderValue, Method, header};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::handler::Handler;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use axum::routing::MethodRouter;
 use serde_json::{Value, json};
 
-use crate::ApiError;
+use crate::{ApiError, AppState};
 
-/// DRF's `finalize_response` headers, on every response of a view.
-pub(crate) fn drf_headers(
-    allow: &'static str,
-) -> impl Fn(Response) -> std::future::Ready<Response> + Clone {
-    move |mut response: Response| {
+/// What every response of a handler gets, extractor rejections included:
+/// DRF's `finalize_response` headers (`Allow`, `Vary: Accept`) for a DRF
+/// view, and on a 401 the `WWW-Authenticate` that names the scheme to use
+/// (simplejwt #15: the first of `AUTH_HEADER_TYPES`, realm "api").
+///
+/// A handler wrapper rather than `Router::layer`: a layer wraps every
+/// route in one more boxed service, cloned and boxed again on every
+/// request, and the two layers this replaces were a twentieth of a
+/// `GET /api/users/me/`. axum still strips a `HEAD` body and sets
+/// `Content-Length` around the wrapped handler, as it did around the layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finish {
+    /// `Some` for a DRF view: its `Allow`.
+    allow: Option<&'static str>,
+}
+
+impl Finish {
+    /// A DRF view answering `allow`.
+    pub(crate) fn view(allow: &'static str) -> Self {
+        Self { allow: Some(allow) }
+    }
+
+    /// An endpoint that is no DRF view (forward-auth): the 401 header only.
+    pub(crate) fn plain() -> Self {
+        Self { allow: None }
+    }
+
+    /// `handler`, finishing each of its responses.
+    pub(crate) fn wrap<H>(self, handler: H) -> Finished<H> {
+        Finished {
+            handler,
+            finish: self,
+        }
+    }
+
+    fn apply(self, response: &mut Response, state: &AppState) {
+        let unauthorized = response.status() == StatusCode::UNAUTHORIZED;
         let headers = response.headers_mut();
-        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
-        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-        std::future::ready(response)
+        if let Some(allow) = self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+        }
+        if unauthorized {
+            headers
+                .entry(header::WWW_AUTHENTICATE)
+                .or_insert_with(|| state.www_authenticate().clone());
+        }
+    }
+}
+
+/// A handler wrapped by [`Finish::wrap`].
+#[derive(Debug, Clone)]
+pub(crate) struct Finished<H> {
+    handler: H,
+    finish: Finish,
+}
+
+impl<H, T> Handler<T, AppState> for Finished<H>
+where
+    H: Handler<T, AppState>,
+    // axum's handlers answer a boxed future, which is `Unpin`.
+    H::Future: Unpin,
+    T: 'static,
+{
+    type Future = Finishing<H::Future>;
+
+    fn call(self, req: Request, state: AppState) -> Self::Future {
+        Finishing {
+            inner: self.handler.call(req, state.clone()),
+            state,
+            finish: self.finish,
+        }
+    }
+}
+
+/// The future of a [`Finished`] handler.
+pub(crate) struct Finishing<F> {
+    inner: F,
+    state: AppState,
+    finish: Finish,
+}
+
+impl<F: Future<Output = Response> + Unpin> Future for Finishing<F> {
+    type Output = Response;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = &mut *self;
+        Pin::new(&mut this.inner).poll(cx).map(|mut response| {
+            this.finish.apply(&mut response, &this.state);
+            response
+        })
     }
 }
 
 /// One view at `path` and at `path` without its trailing slash, with
-/// DRF's `Allow` for it.
+/// DRF's `Allow` for it; `build` makes its method router from handlers
+/// wrapped by the [`Finish`] it is given.
 pub(crate) fn view_at(
     path: &str,
-    view: axum::routing::MethodRouter<crate::AppState>,
     allow: &'static str,
-) -> axum::Router<crate::AppState> {
+    build: impl FnOnce(Finish) -> MethodRouter<AppState>,
+) -> axum::Router<AppState> {
+    let view = build(Finish::view(allow));
     axum::Router::new()
         .route(path, view.clone())
         .route(path.trim_end_matches('/'), view)
-        .layer(axum::middleware::map_response(drf_headers(allow)))
 }
 
 /// DRF's `http_method_not_allowed`.

@@ -11,7 +11,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -25,27 +25,18 @@ type JsonResult = Result<Json<Value>, ApiError>;
 type CookieResult = Result<(SetCookies, Json<Value>), ApiError>;
 
 pub(crate) fn router() -> Router<AppState> {
-    let post_view = |handler: MethodRouter<AppState>| handler.fallback(method_not_allowed);
-    view_at(
-        "/api/token/logout/",
-        post_view(post(logout)),
-        "POST, OPTIONS",
-    )
-    .merge(view_at(
-        "/api/token/logout-all/",
-        post_view(post(logout_all)),
-        "POST, OPTIONS",
-    ))
-    .merge(view_at(
-        "/api/sessions/",
-        get(list).fallback(method_not_allowed),
-        "GET, HEAD, OPTIONS",
-    ))
-    .merge(view_at(
-        "/api/sessions/{id}/",
-        delete(end).fallback(method_not_allowed),
-        "DELETE, OPTIONS",
-    ))
+    view_at("/api/token/logout/", "POST, OPTIONS", |view| {
+        post(view.wrap(logout)).fallback(view.wrap(method_not_allowed))
+    })
+    .merge(view_at("/api/token/logout-all/", "POST, OPTIONS", |view| {
+        post(view.wrap(logout_all)).fallback(view.wrap(method_not_allowed))
+    }))
+    .merge(view_at("/api/sessions/", "GET, HEAD, OPTIONS", |view| {
+        get(view.wrap(list)).fallback(view.wrap(method_not_allowed))
+    }))
+    .merge(view_at("/api/sessions/{id}/", "DELETE, OPTIONS", |view| {
+        delete(view.wrap(end)).fallback(view.wrap(method_not_allowed))
+    }))
 }
 
 /// The refresh token comes from the body or, in cookie mode, the cookie.

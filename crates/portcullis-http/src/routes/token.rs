@@ -4,13 +4,13 @@
 use std::net::IpAddr;
 
 use axum::extract::State;
-use axum::middleware::map_response;
-use axum::routing::{MethodRouter, post};
+use axum::handler::Handler;
+use axum::routing::post;
 use axum::{Json, Router};
 use portcullis_core::Credentials;
 use serde_json::{Value, json};
 
-use super::{drf_headers, field, metadata, method_not_allowed};
+use super::{field, metadata, method_not_allowed};
 use crate::cookie::{self, CookieRefresh, SetCookies};
 use crate::{ApiError, AppState, ClientAddr, ClientInfo, DrfData};
 
@@ -19,42 +19,38 @@ type JsonResult = Result<Json<Value>, ApiError>;
 type CookieResult = Result<(SetCookies, Json<Value>), ApiError>;
 
 pub(crate) fn router() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 6] = [
-        (
-            "/api/token/",
-            view(post(obtain_pair), obtain_pair_options()),
-        ),
-        (
-            "/api/token/refresh/",
-            view(post(refresh), refresh_options()),
-        ),
-        ("/api/token/verify/", view(post(verify), verify_options())),
-        (
+    view_at("/api/token/", obtain_pair, obtain_pair_options())
+        .merge(view_at("/api/token/refresh/", refresh, refresh_options()))
+        .merge(view_at("/api/token/verify/", verify, verify_options()))
+        .merge(view_at(
             "/api/token/blacklist/",
-            view(post(blacklist), blacklist_options()),
-        ),
-        (
+            blacklist,
+            blacklist_options(),
+        ))
+        .merge(view_at(
             "/api/token/sliding/",
-            view(post(obtain_sliding), obtain_sliding_options()),
-        ),
-        (
+            obtain_sliding,
+            obtain_sliding_options(),
+        ))
+        .merge(view_at(
             "/api/token/sliding/refresh/",
-            view(post(refresh_sliding), refresh_sliding_options()),
-        ),
-    ];
-    routes
-        .into_iter()
-        .fold(Router::new(), |app, (path, view)| {
-            app.route(path, view.clone())
-                .route(path.trim_end_matches('/'), view)
-        })
-        .layer(map_response(drf_headers("POST, OPTIONS")))
+            refresh_sliding,
+            refresh_sliding_options(),
+        ))
 }
 
-fn view(method_router: MethodRouter<AppState>, options: Value) -> MethodRouter<AppState> {
-    method_router
-        .options(move || std::future::ready(Json(options)))
-        .fallback(method_not_allowed)
+/// A token view: `POST` to `handler`, `OPTIONS` answered with `options`.
+fn view_at<H, T>(path: &str, handler: H, options: Value) -> Router<AppState>
+where
+    H: Handler<T, AppState>,
+    H::Future: Unpin,
+    T: 'static,
+{
+    super::view_at(path, "POST, OPTIONS", |view| {
+        post(view.wrap(handler))
+            .options(view.wrap(move || std::future::ready(Json(options))))
+            .fallback(view.wrap(method_not_allowed))
+    })
 }
 
 fn credentials(data: &DrfData, client: Option<IpAddr>) -> Result<Credentials, ApiError> {

@@ -6,25 +6,25 @@
 
 use axum::extract::State;
 use axum::http::Method;
-use axum::middleware::map_response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{drf_headers, metadata, view_at};
+use super::{metadata, view_at};
 use crate::{ApiError, AppState, AuthUser, DrfData};
 
 pub(crate) fn router() -> Router<AppState> {
-    let view = get(me).options(options).fallback(not_allowed);
-    Router::new()
-        .route("/api/users/me/", view.clone())
-        .route("/api/users/me", view)
-        .layer(map_response(drf_headers("GET, HEAD, OPTIONS")))
-        .merge(view_at(
-            "/api/users/me/password/",
-            post(change_password).fallback(not_allowed),
-            "POST, OPTIONS",
-        ))
+    view_at("/api/users/me/", "GET, HEAD, OPTIONS", |view| {
+        get(view.wrap(me))
+            .options(view.wrap(options))
+            .fallback(view.wrap(not_allowed))
+    })
+    .merge(view_at(
+        "/api/users/me/password/",
+        "POST, OPTIONS",
+        |view| post(view.wrap(change_password)).fallback(view.wrap(not_allowed)),
+    ))
 }
 
 /// `{"old_password","new_password"}` → `{}`; every other session ends.
@@ -41,9 +41,23 @@ async fn change_password(
     Ok(Json(json!({})))
 }
 
-async fn me(AuthUser(auth): AuthUser) -> Json<Value> {
+/// The answer of `GET /api/users/me/`, in this key order. Serialized
+/// straight from the user rather than through a `json!` value: building and
+/// dropping that map was 3,000 instructions a request.
+#[derive(Serialize)]
+struct Me {
+    id: i64,
+    username: String,
+    email: String,
+}
+
+async fn me(AuthUser(auth): AuthUser) -> Json<Me> {
     let user = auth.user;
-    Json(json!({"id": user.id, "username": user.username, "email": user.email}))
+    Json(Me {
+        id: user.id,
+        username: user.username,
+        email: user.email,
+    })
 }
 
 async fn options(_: AuthUser) -> Json<Value> {

@@ -5,7 +5,7 @@
 use portcullis_core::{HashParams, PasswordHasher};
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, Reply, TestApp};
 
 /// 5.5.1 races here (reference §1.2): with rotation and
 /// blacklist-after-rotation, 50 concurrent refreshes of one token give
@@ -194,9 +194,80 @@ async fn size_limits(backend: Backend) {
     app.stop().await;
 }
 
+/// Every response of a DRF view carries DRF's `Allow` and `Vary: Accept`,
+/// refusals from the authentication extractor and the 405 of a method the
+/// view lacks included, and every 401 of the API names the first of
+/// `AUTH_HEADER_TYPES` in `WWW-Authenticate`. The replay covers the token
+/// and `me` views; these are the rest.
+async fn views_finish_every_response(backend: Backend) {
+    let app = TestApp::spawn(backend, "auth_header_types = [\"JWT\", \"Bearer\"]\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (_, access) = app.login("alice", "alice-pass").await;
+    let views = [
+        ("POST", "/api/token/logout/", "POST, OPTIONS"),
+        ("POST", "/api/token/logout-all/", "POST, OPTIONS"),
+        ("GET", "/api/sessions/", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/api/sessions/abc/", "DELETE, OPTIONS"),
+        ("POST", "/api/users/me/password/", "POST, OPTIONS"),
+        (
+            "GET",
+            "/api/admin/users/1/sessions/",
+            "GET, DELETE, HEAD, OPTIONS",
+        ),
+        ("POST", "/api/admin/users/1/deactivate/", "POST, OPTIONS"),
+        ("DELETE", "/api/admin/users/1/", "DELETE, OPTIONS"),
+    ];
+    for (method, path, allow) in views {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let anonymous = Reply::read(
+            app.client
+                .request(method, app.url(path))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(anonymous.status, 401, "{path}: {}", anonymous.body);
+        assert_eq!(anonymous.header("allow"), Some(allow), "{path}");
+        assert_eq!(anonymous.header("vary"), Some("Accept"), "{path}");
+        assert_eq!(
+            anonymous.header("www-authenticate"),
+            Some("JWT realm=\"api\""),
+            "{path}"
+        );
+        let put = app
+            .client
+            .put(app.url(path))
+            .header("Authorization", format!("JWT {access}"))
+            .send()
+            .await
+            .unwrap();
+        let status = put.status().as_u16();
+        let headers = put.headers().clone();
+        assert_eq!(status, 405, "{path}");
+        assert_eq!(headers["allow"], allow, "{path}");
+        assert_eq!(headers["vary"], "Accept", "{path}");
+        assert!(!headers.contains_key("www-authenticate"), "{path}");
+    }
+    let forward = app.get("/auth/verify", None).await;
+    assert_eq!(forward.status, 401);
+    assert_eq!(
+        forward.header("www-authenticate"),
+        Some("JWT realm=\"api\"")
+    );
+    assert_eq!(forward.header("allow"), None);
+    assert_eq!(forward.header("vary"), None);
+    let missing = app.get("/api/nothing/", None).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("allow"), None);
+    app.stop().await;
+}
+
 crate::both_backends!(
     concurrent_rotation_has_one_winner,
     paths_without_trailing_slash,
+    views_finish_every_response,
     last_login,
     outdated_hash_is_upgraded,
     health_and_readiness,
