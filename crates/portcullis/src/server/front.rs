@@ -17,13 +17,10 @@ use tracing::Instrument as _;
 use super::access_log;
 use super::metrics::{UNMATCHED, record_request};
 
-/// The request id header, read and returned.
-pub const REQUEST_ID: &str = "x-request-id";
-
-/// [`REQUEST_ID`] as a header name, made once: a `&str` name is parsed
-/// and hashed again on every use (1,100 instructions a request for the two
-/// inserts).
-const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+/// The request id header, read and returned. A `HeaderName`, not a
+/// `&str`: a `&str` name is parsed and hashed again on every use (1,100
+/// instructions a request for the two inserts).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The longest client-sent request id we keep; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -49,7 +46,7 @@ pub(crate) async fn front(
     let started = Instant::now();
     let id = request_id(request.headers());
     // Handlers and an upstream behind the proxy see the same id.
-    request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
+    request.headers_mut().insert(REQUEST_ID, id.clone());
     let method = request.method().clone();
     // A shared string: cloned, not copied.
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -81,7 +78,7 @@ pub(crate) async fn front(
     };
 
     let headers = response.headers_mut();
-    headers.insert(REQUEST_ID_HEADER, id.clone());
+    headers.insert(REQUEST_ID, id.clone());
     if let Some(hsts) = &front.hsts {
         headers
             .entry(header::STRICT_TRANSPORT_SECURITY)
@@ -114,7 +111,7 @@ pub(crate) async fn front(
 /// correlation aid, and a log must not carry what a client injected.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
-        .get(REQUEST_ID_HEADER)
+        .get(REQUEST_ID)
         .filter(|v| {
             let bytes = v.as_bytes();
             !bytes.is_empty()
