@@ -4,7 +4,7 @@
 //!
 //! Why not `axum::serve`: it has no TLS, no connection limit, no idle or
 //! header timeouts and no bound on the drain. The router stays one
-//! `axum::Router`; [`serve`] wraps it with the [`front`] middleware and
+//! `axum::Router`; `serve` wraps it with the `front` middleware and
 //! serves it.
 //!
 //! Limits, and what a client that breaks them sees:
@@ -16,7 +16,7 @@
 //! - `KEEP_ALIVE_TIMEOUT`: a connection with no request in flight and no
 //!   bytes either way for this long is closed (HTTP/1.1 and HTTP/2).
 //! - `MAX_HEADER_BYTES`: 431 (HTTP/1.1) or a stream reset (HTTP/2).
-//! - `MAX_BODY_BYTES`: 413, `REQUEST_TIMEOUT`: 408 (see [`front`]).
+//! - `MAX_BODY_BYTES`: 413, `REQUEST_TIMEOUT`: 408 (see `front.rs`).
 
 mod access_log;
 mod front;
