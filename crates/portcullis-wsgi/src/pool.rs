@@ -276,7 +276,9 @@ async fn arbiter(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Event>
             }
             Event::Retire { id } => {
                 if let Some(old) = workers.get(&id).map(Arc::clone) {
-                    // The replacement first, so capacity never dips.
+                    // The old worker takes no more requests but finishes
+                    // what it holds; it is told to go once its
+                    // replacement is ready.
                     replace(&shared, &mut workers, &mut next_id, generation).await;
                     old.retire();
                 }
@@ -412,6 +414,13 @@ fn spawn_worker(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
+    // The server's own settings (its signing key among them) are not the
+    // app's business.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PORTCULLIS_") {
+            command.env_remove(name);
+        }
+    }
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start the worker {}: {e}", program.to_string_lossy()))?;

@@ -50,7 +50,7 @@ impl Apps {
                 timeout: spec.timeout,
                 max_requests: spec.max_requests.0,
                 max_requests_jitter: spec.max_requests.1,
-                boot_timeout: Duration::from_secs(120).max(spec.timeout),
+                boot_timeout: Duration::from_mins(2).max(spec.timeout),
                 name: spec.prefix.clone(),
             };
             let pool = portcullis_wsgi::Pool::start(config)
@@ -155,6 +155,7 @@ impl Apps {
 }
 
 /// `portcullis wsgi-worker …`: the process a pool starts (never by hand).
+#[must_use]
 pub fn worker(args: Vec<OsString>) -> ExitCode {
     #[cfg(feature = "wsgi")]
     {

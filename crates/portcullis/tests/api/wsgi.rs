@@ -1,6 +1,6 @@
 //! `[[wsgi]]`: a real Django project with DRF (tests/wsgi/) run inside the
 //! real `portcullis` binary, from a real virtualenv with Django and
-//! djangorestframework installed from PyPI. `PORTCULLIS_TEST_VENV` names
+//! djangorestframework installed from the Python package index. `PORTCULLIS_TEST_VENV` names
 //! it (`export PORTCULLIS_TEST_VENV=$(.ci/python-venv)`); without it these
 //! tests fail, they do not skip.
 
@@ -111,11 +111,16 @@ env = {{ DJANGO_SETTINGS_MODULE = "mysite.settings", MYSITE_DB = {db:?} }}
 
     /// `portcullis --config … serve`, ready (`/readyz` 200).
     async fn serve(&self, extra: &str, workers: usize) -> Served {
-        let mut command = serve_in(self.dir.path());
-        command.arg("--config").arg(self.config(extra, workers));
-        let served = Served::start(command).await.unwrap();
+        let served = self.start(extra, workers).await;
         wait_ready(&served, &reqwest::Client::new(), &served.base).await;
         served
+    }
+
+    /// `portcullis --config … serve`, listening.
+    async fn start(&self, extra: &str, workers: usize) -> Served {
+        let mut command = serve_in(self.dir.path());
+        command.arg("--config").arg(self.config(extra, workers));
+        Served::start(command).await.unwrap()
     }
 }
 
@@ -227,7 +232,8 @@ async fn django_sees_the_token_user_and_nothing_a_client_claims() {
 #[tokio::test]
 async fn streaming_download_and_upload_are_exact() {
     let site = Site::new().await;
-    let served = site.serve("", 1).await;
+    // The upload below is larger than the default MAX_BODY_BYTES.
+    let served = site.serve("max_body_bytes = 10000000", 1).await;
     let client = reqwest::Client::new();
 
     let stream = client.get(served.url("/app/stream/")).send().await.unwrap();
@@ -295,10 +301,11 @@ async fn streaming_download_and_upload_are_exact() {
 async fn django_over_tls_and_http2() {
     let site = Site::new().await;
     let cert = TestCert::new(site.dir.path(), "tls");
-    let served = site.serve(&cert.toml(), 1).await;
+    let served = site.start(&cert.toml(), 1).await;
     let addr: std::net::SocketAddr = served.addr.parse().unwrap();
     let base = format!("https://localhost:{}", addr.port());
     let client = cert.client(addr, false);
+    wait_ready(&served, &client, &base).await;
     let access = token_over(&client, &base).await;
     let response = client
         .get(format!("{base}/app/me/"))

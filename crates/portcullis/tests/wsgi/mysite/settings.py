@@ -39,3 +39,11 @@ REST_FRAMEWORK = {
 }
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
+# Errors to stderr, which portcullis logs (with DEBUG off Django logs
+# nothing by default).
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR"}},
+}
