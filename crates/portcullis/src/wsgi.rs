@@ -24,6 +24,11 @@ pub(crate) struct Apps {
     mounts: Vec<portcullis_front::WsgiMount>,
 }
 
+// Without the feature the methods keep their signatures and do nothing.
+#[cfg_attr(
+    not(feature = "wsgi"),
+    allow(clippy::unused_self, clippy::unused_async)
+)]
 impl Apps {
     /// Start the workers of every mount (in the background: [`Apps::failed`]
     /// tells if an app cannot be loaded). `cores` is the default number of
