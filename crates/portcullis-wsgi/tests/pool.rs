@@ -708,3 +708,24 @@ async fn a_virtualenv_of_another_python_is_refused_by_name() {
         "{reason}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multithread_and_multiprocess_are_true_to_the_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path(), "probe", PROBE);
+    let mut config = config(dir.path(), "probe:application");
+    config.workers = 2;
+    config.threads = 3;
+    let pool = start(config).await;
+    let mut calls = Vec::new();
+    for _ in 0..12 {
+        let pool = pool.clone();
+        calls.push(tokio::spawn(async move { get(&pool, "/environ").await }));
+    }
+    for call in calls {
+        let answer = call.await.unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(v["flags"]["wsgi.multithread"], true);
+        assert_eq!(v["flags"]["wsgi.multiprocess"], true);
+    }
+}
