@@ -7,14 +7,19 @@
 //! - [`Upstream`]: `[[upstream]]` routes forwarded to an HTTP application
 //!   (gunicorn, anything), authenticated by portcullis on the way.
 //!
+//! - `WsgiMount` (feature `wsgi`): `[[wsgi]]` prefixes served by a Python
+//!   WSGI app that portcullis runs itself (`portcullis-wsgi`).
+//!
 //! Routing precedence: the API's own routes ([`portcullis_http::API_PATHS`]
 //! and the rest of the router) come first; a request no route takes goes to
-//! the mount with the longest matching prefix, `[[static]]` and
-//! `[[upstream]]` alike; a request no mount takes is the API's 404.
+//! the mount with the longest matching prefix, `[[static]]`,
+//! `[[upstream]]` and `[[wsgi]]` alike; a request no mount takes is the API's 404.
 
 mod proxy;
 mod static_cache;
 mod static_files;
+#[cfg(feature = "wsgi")]
+mod wsgi;
 
 use std::sync::Arc;
 
@@ -25,6 +30,8 @@ use portcullis_http::{ApiError, AppState};
 
 pub use proxy::{AuthMode, ForwardedProto, ProxyTimeouts, Upstream};
 pub use static_files::StaticMount;
+#[cfg(feature = "wsgi")]
+pub use wsgi::{LocalPort, WsgiMount};
 
 /// Every mount, ready to serve. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -44,6 +51,8 @@ struct Inner {
 enum Mount {
     Static(StaticMount),
     Upstream(Upstream),
+    #[cfg(feature = "wsgi")]
+    Wsgi(WsgiMount),
 }
 
 impl Mount {
@@ -51,6 +60,8 @@ impl Mount {
         match self {
             Self::Static(mount) => &mount.prefix,
             Self::Upstream(upstream) => &upstream.prefix,
+            #[cfg(feature = "wsgi")]
+            Self::Wsgi(mount) => &mount.prefix,
         }
     }
 }
@@ -76,6 +87,24 @@ impl Front {
                 state,
                 timeouts,
             }),
+        }
+    }
+
+    /// Add `[[wsgi]]` mounts, under the same longest-prefix rule.
+    #[cfg(feature = "wsgi")]
+    #[must_use]
+    pub fn with_wsgi(self, mounts: Vec<WsgiMount>) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            // Cloned already (serving): mounts are added before that.
+            Err(shared) => return Self { inner: shared },
+        };
+        inner.mounts.extend(mounts.into_iter().map(Mount::Wsgi));
+        inner
+            .mounts
+            .sort_by_key(|mount| std::cmp::Reverse(mount.prefix().len()));
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -106,6 +135,8 @@ impl Front {
                     .forward(request, &inner.state, inner.timeouts)
                     .await
             }
+            #[cfg(feature = "wsgi")]
+            Some(Mount::Wsgi(mount)) => mount.serve(request, &inner.state).await,
             None => ApiError::NotFound.into_response(),
         }
     }

@@ -115,17 +115,9 @@ impl Upstream {
         state: &AppState,
         timeouts: ProxyTimeouts,
     ) -> Response {
-        let user = match self.authenticate(request.headers(), state).await {
+        let user = match authenticate(self.auth, request.headers(), state).await {
             Ok(user) => user,
-            Err(e) => {
-                let mut response = ApiError::from(e).into_response();
-                if response.status() == StatusCode::UNAUTHORIZED {
-                    response
-                        .headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, state.www_authenticate().clone());
-                }
-                return response;
-            }
+            Err(e) => return refusal(e, state),
         };
         let upgrade = upgrade_of(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
@@ -197,25 +189,6 @@ impl Upstream {
         )
     }
 
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        state: &AppState,
-    ) -> Result<Option<portcullis_core::User>, AuthError> {
-        if self.auth == AuthMode::None {
-            return Ok(None);
-        }
-        // Copied (a reference count) so the request is not borrowed
-        // across the store's await.
-        let token = headers.get(&state.http().auth_header_name).cloned();
-        let header = token.as_ref().map(HeaderValue::as_bytes);
-        match (state.auth().authenticate(header).await?, self.auth) {
-            (Some(authenticated), _) => Ok(Some(authenticated.user)),
-            (None, AuthMode::Required) => Err(AuthError::NotAuthenticated),
-            (None, _) => Ok(None),
-        }
-    }
-
     /// The request target for the upstream, in origin form (`/path?q`),
     /// as HTTP/1.1 sends it to a server that is not a proxy.
     fn upstream_uri(&self, original: &Uri) -> Option<Uri> {
@@ -278,6 +251,38 @@ impl Upstream {
         )
             .into_response()
     }
+}
+
+/// The user of the request's access token under `auth`: `None` for an
+/// anonymous request a mode lets through.
+pub(crate) async fn authenticate(
+    auth: AuthMode,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Option<portcullis_core::User>, AuthError> {
+    if auth == AuthMode::None {
+        return Ok(None);
+    }
+    // Copied (a reference count) so the request is not borrowed across
+    // the store's await.
+    let token = headers.get(&state.http().auth_header_name).cloned();
+    let header = token.as_ref().map(HeaderValue::as_bytes);
+    match (state.auth().authenticate(header).await?, auth) {
+        (Some(authenticated), _) => Ok(Some(authenticated.user)),
+        (None, AuthMode::Required) => Err(AuthError::NotAuthenticated),
+        (None, _) => Ok(None),
+    }
+}
+
+/// simplejwt's answer to a refused token, with `WWW-Authenticate` on a 401.
+pub(crate) fn refusal(e: AuthError, state: &AppState) -> Response {
+    let mut response = ApiError::from(e).into_response();
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, state.www_authenticate().clone());
+    }
+    response
 }
 
 fn gateway_timeout() -> Response {

@@ -25,7 +25,7 @@ pub use client::{Cidr, ClientAddr, ClientInfo, client_address, write_ip};
 pub use cookie::RefreshCookie;
 pub use error::ApiError;
 pub use identity::IdentityHeaders;
-pub use state::{AppState, HttpSettings};
+pub use state::{AppState, HttpSettings, ReadinessCheck};
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {

@@ -26,6 +26,19 @@ pub struct HttpSettings {
     pub refresh_cookie: Option<RefreshCookie>,
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<crate::Cidr>,
+    /// What else must be ready before `/readyz` answers 200 (a `[[wsgi]]`
+    /// app that is still importing).
+    pub readiness: Vec<ReadinessCheck>,
+}
+
+/// One more condition of `/readyz`: `Err(what)` while not ready.
+#[derive(Clone)]
+pub struct ReadinessCheck(pub Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for ReadinessCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadinessCheck")
+    }
 }
 
 impl Default for HttpSettings {
@@ -38,6 +51,7 @@ impl Default for HttpSettings {
             identity: IdentityHeaders::default(),
             refresh_cookie: None,
             trusted_proxies: Vec::new(),
+            readiness: Vec::new(),
         }
     }
 }

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server until SIGINT or SIGTERM.
-    Serve,
+    Serve(Serve),
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Manage accounts.
@@ -35,6 +35,22 @@ pub enum Command {
     /// Manage the signing keys (kept in the database, shared by every node).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A WSGI worker process, started by `serve` for a `[[wsgi]]` mount.
+    #[command(hide = true)]
+    WsgiWorker {
+        /// The worker's arguments, as the server writes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// `portcullis serve`
+#[derive(Debug, Args)]
+pub struct Serve {
+    /// Run this WSGI app at `/` (`module:callable`, as gunicorn takes it),
+    /// with the working directory on `sys.path`: one `[[wsgi]]` mount.
+    #[arg(long, value_name = "MODULE:CALLABLE")]
+    pub wsgi: Option<String>,
 }
 
 /// `portcullis user …`

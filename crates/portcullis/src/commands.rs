@@ -17,12 +17,20 @@ use crate::startup::{Application, open_store, shutdown_signal};
 /// Run one command to completion.
 pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
     match command {
-        Command::Serve => {
-            Application::build(loaded)
+        Command::Serve(args) => {
+            let mut loaded = loaded.clone();
+            if let Some(app) = args.wsgi {
+                loaded.config.wsgi.push(crate::config::WsgiEntry::shortcut(
+                    app,
+                    std::env::current_dir().context("cannot read the working directory")?,
+                ));
+            }
+            Application::build(&loaded)
                 .await?
                 .run_until_stopped(shutdown_signal())
                 .await
         }
+        Command::WsgiWorker { .. } => bail!("wsgi-worker runs only as a process of `serve`"),
         Command::Migrate => {
             let store = open_store(loaded).await?;
             println!("The {} database is up to date.", store.backend());

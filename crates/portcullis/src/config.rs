@@ -248,6 +248,124 @@ pub struct Config {
     /// `[[upstream]]` routes (TOML only).
     #[serde(rename = "upstream")]
     pub upstreams: Vec<UpstreamEntry>,
+    /// `[[wsgi]]` apps run by portcullis itself (TOML only, or
+    /// `serve --wsgi`).
+    pub wsgi: Vec<WsgiEntry>,
+}
+
+/// One `[[wsgi]]` table: a Python WSGI app portcullis runs in its own
+/// worker processes (gunicorn's job; see portcullis-wsgi).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsgiEntry {
+    /// Starts and ends with `/`; `SCRIPT_NAME` is it without the last `/`.
+    #[serde(default = "default_wsgi_prefix")]
+    pub prefix: String,
+    /// `module:callable`, as gunicorn takes it: `mysite.wsgi:application`.
+    pub app: String,
+    /// Directories put first on `sys.path` (default: the config file's
+    /// directory; for `serve --wsgi`, the working directory).
+    #[serde(default)]
+    pub path: Vec<PathBuf>,
+    /// The app's virtualenv (default: `$VIRTUAL_ENV`).
+    #[serde(default)]
+    pub virtualenv: Option<PathBuf>,
+    /// Worker processes (default: the number of cores).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Threads per worker (default 1).
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Seconds a request may run before its worker is replaced (504).
+    #[serde(default = "thirty")]
+    pub timeout: u64,
+    /// Recycle a worker after this many requests (0: never).
+    #[serde(default)]
+    pub max_requests: u64,
+    /// Up to this many more per worker, drawn at random (default: a tenth
+    /// of `max_requests`), so the workers do not all recycle at once.
+    #[serde(default)]
+    pub max_requests_jitter: Option<u64>,
+    /// `required`, `optional` (the default) or `none`, as for `[[upstream]]`.
+    #[serde(default = "default_wsgi_auth")]
+    pub auth: String,
+    /// Extra environment variables of the workers (`DJANGO_SETTINGS_MODULE`).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl WsgiEntry {
+    /// `serve --wsgi APP`: one mount at `/`, `dir` on `sys.path`.
+    #[must_use]
+    pub fn shortcut(app: String, dir: PathBuf) -> Self {
+        Self {
+            prefix: default_wsgi_prefix(),
+            app,
+            path: vec![dir],
+            virtualenv: None,
+            workers: None,
+            threads: 1,
+            timeout: thirty(),
+            max_requests: 0,
+            max_requests_jitter: None,
+            auth: default_wsgi_auth(),
+            env: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+fn default_wsgi_prefix() -> String {
+    "/".to_owned()
+}
+
+fn default_wsgi_auth() -> String {
+    "optional".to_owned()
+}
+
+fn one() -> usize {
+    1
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+/// A `[[wsgi]]` entry, checked: everything its worker pool needs.
+#[derive(Debug, Clone)]
+pub struct WsgiMountSpec {
+    /// `[[wsgi]] #1 (prefix "/", from …)`, for later errors.
+    pub entry: String,
+    /// The mount prefix.
+    pub prefix: String,
+    /// Who may pass.
+    pub auth: portcullis_front::AuthMode,
+    /// `module:callable`.
+    pub app: String,
+    /// `sys.path` additions.
+    pub paths: Vec<PathBuf>,
+    /// The virtualenv.
+    pub virtualenv: Option<PathBuf>,
+    /// Worker processes (`None`: one per core).
+    pub workers: Option<usize>,
+    /// Threads per worker.
+    pub threads: usize,
+    /// The request timeout.
+    pub timeout: std::time::Duration,
+    /// `max_requests` and its jitter.
+    pub max_requests: (u64, u64),
+    /// Extra environment of the workers.
+    pub env: Vec<(String, String)>,
+}
+
+/// Every mount, checked.
+#[derive(Debug)]
+pub struct Mounts {
+    /// `[[static]]`.
+    pub statics: Vec<portcullis_front::StaticMount>,
+    /// `[[upstream]]`.
+    pub upstreams: Vec<portcullis_front::Upstream>,
+    /// `[[wsgi]]`.
+    pub wsgi: Vec<WsgiMountSpec>,
 }
 
 /// One `[[static]]` table: a directory served at a URL prefix.
@@ -355,6 +473,7 @@ impl Default for Config {
             upstream_read_timeout: Seconds(60),
             statics: Vec::new(),
             upstreams: Vec::new(),
+            wsgi: Vec::new(),
             trusted_proxies: List(Vec::new()),
             login_failure_limit: auth.throttle.failure_limit,
             login_address_failure_limit: auth.throttle.address_failure_limit,
@@ -417,6 +536,18 @@ pub struct FrontSettings {
     pub shutdown_timeout: std::time::Duration,
 }
 
+/// `auth = "…"` of a mount.
+fn auth_mode(entry: &str, auth: &str) -> Result<portcullis_front::AuthMode, ConfigError> {
+    match auth {
+        "required" => Ok(portcullis_front::AuthMode::Required),
+        "optional" => Ok(portcullis_front::AuthMode::Optional),
+        "none" => Ok(portcullis_front::AuthMode::None),
+        other => Err(ConfigError(format!(
+            "{entry}: auth {other:?} is not one of \"required\", \"optional\", \"none\""
+        ))),
+    }
+}
+
 /// A configuration that cannot be used, with where the value came from.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -424,11 +555,14 @@ pub struct ConfigError(pub String);
 
 /// Where the settings were read from, so later checks can say where a bad
 /// value came from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Loaded {
     /// The settings.
     pub config: Config,
     figment: Figment,
+    /// The directory of the TOML file, if one was read (`[[wsgi]]`'s
+    /// default `path`).
+    pub config_dir: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -462,14 +596,29 @@ impl Loaded {
             .ignore(&["config"])
             // figment hands the filter the key as written (PORTCULLIS_TEST_… → "TEST_…").
             .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
-        Self::extract(figment.merge(env))
+        let mut loaded = Self::extract(figment.merge(env))?;
+        loaded.config_dir = file
+            .and_then(Path::parent)
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()));
+        Ok(loaded)
     }
 
     fn extract(figment: Figment) -> Result<Self, ConfigError> {
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError(format!("invalid setting: {e}")))?;
-        Ok(Self { config, figment })
+        Ok(Self {
+            config,
+            figment,
+            config_dir: None,
+        })
     }
 
     /// `NAME (from SOURCE)`, for messages about one setting.
@@ -691,17 +840,10 @@ impl Loaded {
         })
     }
 
-    /// The `[[static]]` and `[[upstream]]` mounts, checked. Each error
-    /// names the entry (`[[static]] #2, prefix "/media/"`) and how to fix it.
-    pub fn mounts(
-        &self,
-    ) -> Result<
-        (
-            Vec<portcullis_front::StaticMount>,
-            Vec<portcullis_front::Upstream>,
-        ),
-        ConfigError,
-    > {
+    /// The `[[static]]`, `[[upstream]]` and `[[wsgi]]` mounts, checked.
+    /// Each error names the entry (`[[static]] #2, prefix "/media/"`) and
+    /// how to fix it.
+    pub fn mounts(&self) -> Result<Mounts, ConfigError> {
         let c = &self.config;
         let mut seen: Vec<String> = Vec::new();
         let mut check_prefix = |table: &str, origin: &str, prefix: &str| {
@@ -730,7 +872,7 @@ impl Loaded {
             }
             if seen.iter().any(|p| p == prefix) {
                 return Err(ConfigError(format!(
-                    "{entry}: another [[static]] or [[upstream]] entry has the same prefix; give each its own"
+                    "{entry}: another [[static]], [[upstream]] or [[wsgi]] entry has the same prefix; give each its own"
                 )));
             }
             seen.push(prefix.to_owned());
@@ -761,16 +903,7 @@ impl Loaded {
         let mut upstreams = Vec::with_capacity(c.upstreams.len());
         for (i, u) in c.upstreams.iter().enumerate() {
             let entry = check_prefix(&format!("[[upstream]] #{}", i + 1), &origin, &u.prefix)?;
-            let auth = match u.auth.as_str() {
-                "required" => portcullis_front::AuthMode::Required,
-                "optional" => portcullis_front::AuthMode::Optional,
-                "none" => portcullis_front::AuthMode::None,
-                other => {
-                    return Err(ConfigError(format!(
-                        "{entry}: auth {other:?} is not one of \"required\", \"optional\", \"none\""
-                    )));
-                }
-            };
+            let auth = auth_mode(&entry, &u.auth)?;
             let upstream =
                 portcullis_front::Upstream::new(u.prefix.clone(), u.url.trim(), auth, u.strip_prefix)
                     .map_err(|e| {
@@ -780,7 +913,75 @@ impl Loaded {
                     })?;
             upstreams.push(upstream);
         }
-        Ok((statics, upstreams))
+        let origin = self.source("wsgi");
+        let mut wsgi = Vec::with_capacity(c.wsgi.len());
+        for (i, w) in c.wsgi.iter().enumerate() {
+            let entry = check_prefix(&format!("[[wsgi]] #{}", i + 1), &origin, &w.prefix)?;
+            wsgi.push(self.wsgi_spec(entry, w)?);
+        }
+        Ok(Mounts {
+            statics,
+            upstreams,
+            wsgi,
+        })
+    }
+
+    fn wsgi_spec(&self, entry: String, w: &WsgiEntry) -> Result<WsgiMountSpec, ConfigError> {
+        let auth = auth_mode(&entry, &w.auth)?;
+        let app = w.app.trim();
+        let valid_app = app
+            .split_once(':')
+            .map_or(!app.is_empty(), |(m, a)| !m.is_empty() && !a.is_empty());
+        if !valid_app {
+            return Err(ConfigError(format!(
+                "{entry}: app {:?} is not module:callable; write it as gunicorn takes it, such as \"mysite.wsgi:application\"",
+                w.app
+            )));
+        }
+        if w.threads == 0 || w.workers == Some(0) {
+            return Err(ConfigError(format!(
+                "{entry}: workers and threads must be at least 1"
+            )));
+        }
+        if w.timeout == 0 {
+            return Err(ConfigError(format!(
+                "{entry}: timeout must be at least 1 second (it is how long a request may run before its worker is replaced)"
+            )));
+        }
+        let paths = if w.path.is_empty() {
+            vec![
+                self.config_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(".")),
+            ]
+        } else {
+            w.path.clone()
+        };
+        let paths = paths
+            .into_iter()
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
+            .collect();
+        let virtualenv = w
+            .virtualenv
+            .clone()
+            .or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from))
+            .map(|v| std::path::absolute(&v).unwrap_or(v));
+        Ok(WsgiMountSpec {
+            entry,
+            prefix: w.prefix.clone(),
+            auth,
+            app: app.to_owned(),
+            paths,
+            virtualenv,
+            workers: w.workers,
+            threads: w.threads,
+            timeout: std::time::Duration::from_secs(w.timeout),
+            max_requests: (
+                w.max_requests,
+                w.max_requests_jitter.unwrap_or(w.max_requests / 10),
+            ),
+            env: w.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
     }
 
     /// Cookie mode (`REFRESH_COOKIE`), checked: `None` when off.

@@ -8,3 +8,4 @@ pub mod import;
 pub mod keyring;
 pub mod server;
 pub mod startup;
+pub mod wsgi;

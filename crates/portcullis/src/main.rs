@@ -21,9 +21,27 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A WSGI worker runs no tokio runtime and reads no settings: it was
+    // executed by `serve` with everything it needs on its command line.
+    if let portcullis::cli::Command::WsgiWorker { args } = cli.command {
+        return portcullis::wsgi::worker(args);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(cli))
+}
+
+async fn serve(cli: Cli) -> ExitCode {
     let loaded = match Loaded::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => {

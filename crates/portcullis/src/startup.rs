@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::{ConfigError, FrontSettings, Loaded, secret_bytes};
 use crate::keyring::{self, RemoteJwks, Rotation};
 use crate::server::{self, Listener, Tls};
+use crate::wsgi::Apps;
 
 /// Where a generated HMAC secret is kept (in the database, so every node
 /// that shares it signs with the same key).
@@ -37,6 +38,8 @@ pub struct Application {
     /// Every route of the main listener, in one router: the serving loop
     /// wraps it with the front middleware (request id, limits, metrics).
     router: Router,
+    /// The `[[wsgi]]` apps' worker pools.
+    apps: Apps,
     store: SqlStore,
     auth: AuthService,
     rotation: Rotation,
@@ -50,7 +53,7 @@ impl Application {
         let token_settings = loaded.token_settings()?;
         let auth_settings = loaded.auth_settings()?;
         let hash_params = loaded.hash_params()?;
-        let http = HttpSettings {
+        let mut http = HttpSettings {
             auth_header_name: loaded.auth_header_name()?,
             max_body_bytes: loaded.config.max_body_bytes,
             issuer: token_settings.issuer.clone(),
@@ -60,8 +63,9 @@ impl Application {
             identity: loaded.identity_headers()?,
             refresh_cookie: loaded.refresh_cookie()?,
             trusted_proxies: loaded.trusted_proxies()?,
+            readiness: Vec::new(),
         };
-        let (statics, upstreams) = loaded.mounts()?;
+        let mounts = loaded.mounts()?;
         let proxy_timeouts = loaded.proxy_timeouts()?;
         let bind = loaded.bind()?;
         // Settings and certificate files first: a typo fails before the
@@ -90,6 +94,10 @@ impl Application {
         }
         // Installed before any request, so the first logins are counted.
         server::metrics::handle();
+        // The workers import the app while the rest starts; `/readyz` is
+        // 503 until they have.
+        let apps = Apps::start(&mounts.wsgi, cores())?;
+        http.readiness.extend(apps.readiness());
         let state = AppState::new(auth.clone(), http);
         let mut api = portcullis_http::router(state.clone());
         if front.metrics_bind.is_none() {
@@ -97,8 +105,9 @@ impl Application {
         }
         // API routes first; then `[[static]]` and `[[upstream]]` mounts by
         // longest prefix (portcullis-front).
-        let router =
-            portcullis_front::Front::new(state, statics, upstreams, proxy_timeouts).behind(api);
+        let front_mounts =
+            portcullis_front::Front::new(state, mounts.statics, mounts.upstreams, proxy_timeouts);
+        let router = apps.mount(front_mounts).behind(api);
         let listener = bind_listener(bind, "BIND").await?;
         let redirect = match front.redirect_bind {
             Some(addr) => Some(bind_listener(addr, "HTTP_REDIRECT_BIND").await?),
@@ -115,6 +124,7 @@ impl Application {
             tls,
             front,
             router,
+            apps,
             store,
             auth,
             rotation: Rotation::from_settings(loaded)?,
@@ -156,7 +166,7 @@ impl Application {
         let https_port = addr.port();
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         // Before "listening": a SIGHUP right after it must reload, not kill.
-        let hangup = reload_on_hangup(self.tls.clone());
+        let hangup = reload_on_hangup(self.tls.clone(), self.apps.clone());
         tracing::info!(
             %addr,
             scheme,
@@ -216,17 +226,26 @@ impl Application {
                 stopped.clone(),
             ));
         }
-        shutdown.await;
+        // An app that cannot be imported stops the server (as gunicorn's
+        // arbiter halts on a boot error) instead of failing every request.
+        let boot_failure = tokio::select! {
+            () = shutdown => None,
+            reason = self.apps.failed() => Some(reason),
+        };
         stop.send_replace(true);
         while let Some(served) = servers.join_next().await {
             served.context("a listener failed")?;
         }
+        self.apps.shutdown(settings.shutdown_timeout).await;
         background.shutdown().await;
         if let Some(hangup) = hangup {
             hangup.abort();
         }
         self.store.close().await;
         server::flush_access_log();
+        if let Some(reason) = boot_failure {
+            anyhow::bail!("{reason}");
+        }
         tracing::info!("portcullis stopped");
         Ok(())
     }
@@ -238,19 +257,25 @@ async fn bind_listener(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpLis
         .with_context(|| format!("cannot listen on {addr} ({setting})"))
 }
 
-/// On SIGHUP, read `TLS_CERT_FILE` and `TLS_KEY_FILE` again. Connections
-/// already open keep the certificate they shook hands with; a bad file
-/// keeps the old certificate. The handler is installed now (not when the
-/// task first runs), so a SIGHUP right after start is not fatal.
-fn reload_on_hangup(tls: Option<Arc<Tls>>) -> Option<tokio::task::JoinHandle<()>> {
+/// On SIGHUP, read `TLS_CERT_FILE` and `TLS_KEY_FILE` again, and load the
+/// `[[wsgi]]` apps again in new workers (the old ones stop once the new
+/// ones are ready). Connections already open keep the certificate they
+/// shook hands with; a bad file keeps the old certificate. The handler is
+/// installed now (not when the task first runs), so a SIGHUP right after
+/// start is not fatal.
+fn reload_on_hangup(tls: Option<Arc<Tls>>, apps: Apps) -> Option<tokio::task::JoinHandle<()>> {
     #[cfg(unix)]
     {
-        let tls = tls?;
+        if tls.is_none() && apps.is_empty() {
+            return None;
+        }
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .inspect_err(|e| tracing::error!(error = %e, "cannot listen for SIGHUP"))
             .ok()?;
         Some(tokio::spawn(async move {
             while hangup.recv().await.is_some() {
+                apps.reload();
+                let Some(tls) = &tls else { continue };
                 match tls.reload() {
                     Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
                     Err(e) => tracing::error!(
@@ -263,7 +288,7 @@ fn reload_on_hangup(tls: Option<Arc<Tls>>) -> Option<tokio::task::JoinHandle<()>
     }
     #[cfg(not(unix))]
     {
-        drop(tls);
+        drop((tls, apps));
         None
     }
 }

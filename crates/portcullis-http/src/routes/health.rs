@@ -18,8 +18,15 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The database answers.
+/// The database answers, and every other check passes (a `[[wsgi]]` app
+/// has imported).
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    for check in &state.http().readiness {
+        if let Err(what) = (check.0)() {
+            tracing::debug!(%what, "not ready yet");
+            return Err(ApiError::Unavailable);
+        }
+    }
     match state.auth().store().ping().await {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(e) => {

@@ -499,7 +499,7 @@ fn bad_mounts_are_refused_with_the_fix() {
                 "[[static]]\nprefix = \"/x/\"\ndir = \"{}\"\n[[upstream]]\nprefix = \"/x/\"\nurl = \"http://127.0.0.1:1\"\n",
                 public.display()
             ),
-            "[[upstream]] #1 (prefix \"/x/\", from default): another [[static]] or [[upstream]] entry has the same prefix; give each its own",
+            "[[upstream]] #1 (prefix \"/x/\", from default): another [[static]], [[upstream]] or [[wsgi]] entry has the same prefix; give each its own",
         ),
         (
             "[[upstream]]\nprefix = \"/app/\"\nurl = \"http://127.0.0.1:8001\"\nauth = \"yes\"\n"

@@ -581,10 +581,19 @@ pub(crate) struct Served {
 
 impl Served {
     /// Start `serve` (with `BIND=127.0.0.1:0`) and wait until it listens.
-    pub(crate) async fn start(mut command: tokio::process::Command) -> Result<Self, String> {
+    pub(crate) async fn start(command: tokio::process::Command) -> Result<Self, String> {
+        Self::start_with(command, &[]).await
+    }
+
+    /// [`Served::start`] with `serve`'s own arguments.
+    pub(crate) async fn start_with(
+        mut command: tokio::process::Command,
+        serve_args: &[&str],
+    ) -> Result<Self, String> {
         use tokio::io::AsyncBufReadExt as _;
         command
             .arg("serve")
+            .args(serve_args)
             .env("PORTCULLIS_BIND", "127.0.0.1:0")
             .stderr(std::process::Stdio::piped());
         let mut child = command.spawn().expect("spawn portcullis serve");

@@ -35,3 +35,5 @@ mod throttle;
 mod timing;
 mod tls;
 mod user_cache;
+#[cfg(feature = "wsgi")]
+mod wsgi;

@@ -1,0 +1,492 @@
+//! `[[wsgi]]`: a real Django project with DRF (tests/wsgi/) run inside the
+//! real `portcullis` binary, from a real virtualenv with Django and
+//! djangorestframework installed from the Python package index. `PORTCULLIS_TEST_VENV` names
+//! it (`export PORTCULLIS_TEST_VENV=$(scripts/python-venv)`); without it these
+//! tests fail, they do not skip.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Served, TestCert, run, serve_in};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn venv() -> PathBuf {
+    let venv = std::env::var_os("PORTCULLIS_TEST_VENV").map(PathBuf::from);
+    let venv = venv.unwrap_or_else(|| {
+        panic!(
+            "PORTCULLIS_TEST_VENV is not set. The WSGI tests run Django from a virtualenv: \
+             make one with `export PORTCULLIS_TEST_VENV=$(scripts/python-venv)` and run the tests again"
+        )
+    });
+    assert!(
+        venv.join("bin/python").exists(),
+        "PORTCULLIS_TEST_VENV={} is not a virtualenv; make one with scripts/python-venv",
+        venv.display()
+    );
+    venv
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "__pycache__" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The downloadable file's bytes (300,000 of them, not a multiple of any
+/// block size).
+fn download_bytes() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect()
+}
+
+/// A copy of the Django project in a fresh directory, its database
+/// migrated, and a portcullis database with the user `alice`.
+struct Site {
+    dir: tempfile::TempDir,
+    venv: PathBuf,
+}
+
+impl Site {
+    async fn new() -> Self {
+        let venv = venv();
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wsgi"),
+            &site,
+        );
+        std::fs::write(site.join("download.bin"), download_bytes()).unwrap();
+        let migrate = tokio::process::Command::new(venv.join("bin/python"))
+            .args(["manage.py", "migrate", "-v0"])
+            .current_dir(&site)
+            .env("MYSITE_DB", dir.path().join("django.sqlite3"))
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            migrate.status.success(),
+            "manage.py migrate: {}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
+        let mut create = serve_in(dir.path());
+        create.args(["user", "create", "alice", "--password-stdin"]);
+        let out = run(create, &format!("{PASSWORD}\n")).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        Self { dir, venv }
+    }
+
+    fn site(&self) -> PathBuf {
+        self.dir.path().join("site")
+    }
+
+    /// `[[wsgi]]` for the Django project at `/app/`, plus `extra` TOML.
+    fn config(&self, extra: &str, workers: usize) -> PathBuf {
+        let toml = format!(
+            r#"{extra}
+[[wsgi]]
+prefix = "/app/"
+app = "mysite.wsgi:application"
+virtualenv = {venv:?}
+workers = {workers}
+env = {{ DJANGO_SETTINGS_MODULE = "mysite.settings", MYSITE_DB = {db:?} }}
+"#,
+            venv = self.venv.display().to_string(),
+            db = self.dir.path().join("django.sqlite3").display().to_string(),
+        );
+        let path = self.site().join("portcullis.toml");
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// `portcullis --config … serve`, ready (`/readyz` 200).
+    async fn serve(&self, extra: &str, workers: usize) -> Served {
+        let served = self.start(extra, workers).await;
+        wait_ready(&served, &reqwest::Client::new(), &served.base).await;
+        served
+    }
+
+    /// `portcullis --config … serve`, listening.
+    async fn start(&self, extra: &str, workers: usize) -> Served {
+        let mut command = serve_in(self.dir.path());
+        command.arg("--config").arg(self.config(extra, workers));
+        Served::start(command).await.unwrap()
+    }
+}
+
+async fn wait_ready(served: &Served, client: &reqwest::Client, base: &str) {
+    for _ in 0..600 {
+        let ready = client.get(format!("{base}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never ready:\n{}", served.log());
+}
+
+async fn token(served: &Served) -> String {
+    let login = served.login("alice", PASSWORD).await;
+    login["access"].as_str().unwrap().to_owned()
+}
+
+async fn get_json(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = client.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn django_sees_the_token_user_and_nothing_a_client_claims() {
+    let site = Site::new().await;
+    let served = site.serve("", 2).await;
+    let client = reqwest::Client::new();
+    let access = token(&served).await;
+    let bearer = format!("Bearer {access}");
+
+    let (status, body) = get_json(
+        &client,
+        &served.url("/app/me/"),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"username": "alice", "auth": "None"}))
+    );
+
+    // Anonymous (auth = "optional"): DRF's own refusal.
+    let (status, body) = get_json(&client, &served.url("/app/me/"), &[]).await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"detail": "Authentication credentials were not provided."})
+        )
+    );
+    // A client's own identity headers authenticate nobody.
+    let spoof = [
+        ("remote-user", "mallory"),
+        ("x-portcullis-username", "mallory"),
+    ];
+    let (status, _) = get_json(&client, &served.url("/app/me/"), &spoof).await;
+    assert_eq!(status, 403);
+    let (status, seen) = get_json(&client, &served.url("/app/where/"), &spoof).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["remote_user"], Value::Null);
+    assert_eq!(seen["identity_header"], Value::Null);
+    assert_eq!(seen["http_remote_user"], "mallory");
+
+    // A bad token is simplejwt's 401, before Django is asked.
+    let (status, body) = get_json(
+        &client,
+        &served.url("/app/me/"),
+        &[("authorization", "Bearer not.a.token")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "token_not_valid");
+
+    // The environ as Django reads it, and the virtualenv it imports from.
+    let (status, seen) = get_json(
+        &client,
+        &served.url("/app/where/"),
+        &[
+            ("authorization", &bearer),
+            ("x-portcullis-username", "mallory"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let venv = site.venv.display().to_string();
+    assert_eq!(seen["remote_user"], "alice");
+    assert_eq!(seen["identity_header"], "alice");
+    assert_eq!(seen["script_name"], "/app");
+    assert_eq!(seen["path"], "/app/where/");
+    assert_eq!(seen["path_info"], "/where/");
+    assert_eq!(seen["scheme"], "http");
+    assert_eq!(seen["remote_addr"], "127.0.0.1");
+    assert_eq!(seen["settings_module"], "mysite.settings");
+    assert_eq!(seen["prefix"], venv.as_str());
+    assert!(
+        seen["django_file"].as_str().unwrap().starts_with(&venv),
+        "{seen}"
+    );
+    served.terminate().await;
+}
+
+#[tokio::test]
+async fn streaming_download_and_upload_are_exact() {
+    let site = Site::new().await;
+    // The upload below is larger than the default MAX_BODY_BYTES.
+    let served = site.serve("max_body_bytes = 10000000", 1).await;
+    let client = reqwest::Client::new();
+
+    let stream = client.get(served.url("/app/stream/")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/plain");
+    assert_eq!(
+        stream.text().await.unwrap(),
+        "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n"
+    );
+
+    let download = client
+        .get(served.url("/app/download/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.headers()["content-length"], "300000");
+    assert_eq!(
+        download.headers()["content-disposition"],
+        "attachment; filename=\"download.bin\""
+    );
+    assert_eq!(download.bytes().await.unwrap().to_vec(), download_bytes());
+
+    // 2.5 MB: above the front's memory limit (spooled to a file) and
+    // Django's FILE_UPLOAD_MAX_MEMORY_SIZE.
+    let upload: Vec<u8> = (0..2_500_000u32).map(|i| (i % 241) as u8).collect();
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&upload)
+            .iter()
+            .fold(String::new(), |mut hex, b| {
+                use std::fmt::Write as _;
+                let _ = write!(hex, "{b:02x}");
+                hex
+            })
+    };
+    let form = reqwest::multipart::Form::new()
+        .text("note", "caf\u{e9}")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(upload).file_name("data.bin"),
+        );
+    let response = client
+        .post(served.url("/app/upload/"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"name": "data.bin", "size": 2_500_000, "sha256": digest, "note": "caf\u{e9}"})
+    );
+
+    // An exception in a view: a generic 500, the traceback in the log only.
+    let crash = client.get(served.url("/app/crash/")).send().await.unwrap();
+    assert_eq!(crash.status(), 500);
+    let body = crash.text().await.unwrap();
+    assert!(!body.contains("secret"), "{body}");
+    served.wait_for_log("a secret in the traceback").await;
+    served.terminate().await;
+}
+
+#[tokio::test]
+async fn django_over_tls_and_http2() {
+    let site = Site::new().await;
+    let cert = TestCert::new(site.dir.path(), "tls");
+    let served = site.start(&cert.toml(), 1).await;
+    let addr: std::net::SocketAddr = served.addr.parse().unwrap();
+    let base = format!("https://localhost:{}", addr.port());
+    let client = cert.client(addr, false);
+    wait_ready(&served, &client, &base).await;
+    let access = token_over(&client, &base).await;
+    let response = client
+        .get(format!("{base}/app/me/"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"username": "alice", "auth": "None"})
+    );
+    let (status, seen) = get_json(&client, &format!("{base}/app/where/"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["scheme"], "https");
+    let stream = client
+        .get(format!("{base}/app/stream/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.version(), reqwest::Version::HTTP_2);
+    assert_eq!(
+        stream.text().await.unwrap(),
+        "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n"
+    );
+    let download = client
+        .get(format!("{base}/app/download/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.bytes().await.unwrap().to_vec(), download_bytes());
+    served.terminate().await;
+}
+
+async fn token_over(client: &reqwest::Client, base: &str) -> String {
+    let login: Value = client
+        .post(format!("{base}/api/token/"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access"].as_str().unwrap().to_owned()
+}
+
+/// 200 slow clients (100 sending their body a byte at a time, 100 not
+/// reading a large response) hold no worker: with one worker, other
+/// requests are still answered.
+#[tokio::test]
+async fn slow_clients_never_hold_a_worker() {
+    use tokio::io::AsyncWriteExt as _;
+    let site = Site::new().await;
+    let served = site.serve("", 1).await;
+    let addr = served.addr.clone();
+    let mut slow = Vec::new();
+    for i in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = if i % 2 == 0 {
+            "POST /app/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\nab".to_owned()
+        } else {
+            "GET /app/download/ HTTP/1.1\r\nHost: x\r\n\r\n".to_owned()
+        };
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    let client = reqwest::Client::new();
+    for _ in 0..50 {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.get(served.url("/app/hello/")).send(),
+        )
+        .await
+        .expect("a request waited behind slow clients")
+        .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.json::<Value>().await.unwrap(),
+            json!({"message": "hello", "user": null})
+        );
+    }
+    drop(slow);
+    served.terminate().await;
+}
+
+#[tokio::test]
+async fn an_app_that_cannot_be_imported_stops_serve_with_the_reason() {
+    let site = Site::new().await;
+    let config = site.config("", 1);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("mysite.wsgi:application", "mysite.nosuch:application");
+    std::fs::write(&config, text).unwrap();
+    let mut command = serve_in(site.dir.path());
+    command.arg("--config").arg(&config);
+    let (code, log) = match Served::start(command).await {
+        Ok(served) => served.exit().await,
+        Err(log) => (1, log),
+    };
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("error: [[wsgi]] #1 (prefix \"/app/\", from config file ")
+            && log.contains("app \"mysite.nosuch:application\": no module named \"mysite.nosuch\""),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_import_and_sighup_reloads_the_code() {
+    let site = Site::new().await;
+    let app = |version: u32| {
+        format!(
+            "import time\ntime.sleep(1)\ndef application(environ, start_response):\n    \
+             start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'v{version}']\n"
+        )
+    };
+    std::fs::write(site.site().join("versioned.py"), app(1)).unwrap();
+    let config = site.site().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        "[[wsgi]]\nprefix = \"/v/\"\napp = \"versioned:application\"\nworkers = 2\n",
+    )
+    .unwrap();
+    let mut command = serve_in(site.dir.path());
+    command.arg("--config").arg(&config);
+    let served = Served::start(command).await.unwrap();
+    let client = reqwest::Client::new();
+    // The app sleeps a second on import: not ready yet.
+    let early = client.get(served.url("/readyz")).send().await.unwrap();
+    assert_eq!(early.status(), 503);
+    wait_ready(&served, &client, &served.base).await;
+    let text = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    assert_eq!(
+        text(client.get(served.url("/v/")).send().await.unwrap()).await,
+        "v1"
+    );
+
+    std::fs::write(site.site().join("versioned.py"), app(2)).unwrap();
+    served.signal("HUP").await;
+    let mut seen = Vec::new();
+    for _ in 0..2000 {
+        let answer = client.get(served.url("/v/")).send().await.unwrap();
+        seen.push(text(answer).await);
+        if seen.last().is_some_and(|v| v == "v2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("v2"),
+        "{}",
+        served.log()
+    );
+    assert!(seen.iter().all(|v| v == "v1" || v == "v2"));
+    served.terminate().await;
+}
+
+#[tokio::test]
+async fn serve_dash_dash_wsgi_runs_an_app_from_the_working_directory() {
+    let site = Site::new().await;
+    std::fs::write(
+        site.site().join("hello.py"),
+        "def application(environ, start_response):\n    start_response('200 OK', [])\n    \
+         return [environ['SCRIPT_NAME'].encode() + b'|' + environ['PATH_INFO'].encode()]\n",
+    )
+    .unwrap();
+    let mut command = serve_in(site.dir.path());
+    command.current_dir(site.site());
+    let served = Served::start_with(command, &["--wsgi", "hello:application"])
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    wait_ready(&served, &client, &served.base).await;
+    let answer = client.get(served.url("/x/y")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "|/x/y");
+    served.terminate().await;
+}

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("me/", views.me),
+    path("hello/", views.hello),
+    path("stream/", views.stream),
+    path("download/", views.download),
+    path("upload/", views.upload),
+    path("where/", views.where),
+    path("crash/", views.crash),
+]

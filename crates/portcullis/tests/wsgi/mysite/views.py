@@ -1,0 +1,66 @@
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from django.http import FileResponse, JsonResponse, StreamingHttpResponse
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+
+@api_view(["GET"])
+def me(request):
+    """The user portcullis authenticated, as Django sees it."""
+    return Response({"username": request.user.username, "auth": str(request.auth)})
+
+
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def hello(request):
+    """The benchmark's JSON view (DRF, anonymous)."""
+    return Response({"message": "hello", "user": request.user.username if request.user else None})
+
+
+def stream(request):
+    def chunks():
+        for i in range(5):
+            yield f"chunk {i}\n".encode()
+
+    return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
+def download(request):
+    path = Path(__file__).resolve().parent.parent / "download.bin"
+    return FileResponse(open(path, "rb"), as_attachment=True, filename="download.bin")
+
+
+@api_view(["POST"])
+@permission_classes([AllowAny])
+def upload(request):
+    f = request.FILES["file"]
+    digest = hashlib.sha256()
+    for chunk in f.chunks():
+        digest.update(chunk)
+    return Response({"name": f.name, "size": f.size, "sha256": digest.hexdigest(), "note": request.data.get("note")})
+
+
+def where(request):
+    """What the interpreter and the request look like from inside."""
+    return JsonResponse({
+        "prefix": sys.prefix,
+        "script_name": request.META["SCRIPT_NAME"],
+        "path": request.path,
+        "path_info": request.path_info,
+        "scheme": request.scheme,
+        "remote_addr": request.META.get("REMOTE_ADDR"),
+        "remote_user": request.META.get("REMOTE_USER"),
+        "http_remote_user": request.META.get("HTTP_REMOTE_USER"),
+        "identity_header": request.META.get("HTTP_X_PORTCULLIS_USERNAME"),
+        "settings_module": os.environ.get("DJANGO_SETTINGS_MODULE"),
+        "django_file": __import__("django").__file__,
+    })
+
+
+def crash(request):
+    raise RuntimeError("a secret in the traceback")
