@@ -4,7 +4,7 @@
 //! Both dialects run the same SQL text (`$1` placeholders, `RETURNING` and
 //! `ON CONFLICT` work in both); only the migrations differ. Queries are
 //! checked at run time rather than compile time, so the same store test
-//! suite runs against both backends (see `tests/store.rs`).
+//! suite runs against both backends (`tests/store.rs`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -366,6 +366,16 @@ impl SqlStore {
             Pool::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
         };
         result.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    /// The same store with every rotation on the statement-by-statement
+    /// path (`rotate_in_family`'s general path), never batched: what the
+    /// store suite compares the SQLite batches with.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn without_batched_rotations(mut self) -> Self {
+        self.rotations = None;
+        self
     }
 
     /// `"sqlite"` or `"postgres"`.
