@@ -139,7 +139,9 @@ def S(**kw):
                    "jti": "$jti", "refresh_exp": "$now+86400", "user_id": "1"}, **kw)
 
 
-def jwt(c, key=None, alg=None):
+def jwt(c, key=None, alg=None, kid=None):
+    if kid is not None:
+        return "{{jwt_kid:%s:%s}}" % (kid, jdump(c))
     if key is not None:
         return "{{jwt_key:%s:%s}}" % (key, jdump(c))
     if alg is not None:
@@ -339,6 +341,28 @@ def build_cases():
          get(ME, bearer(step(0, "access"))),
          post(VERIFY, {"token": step(0, "access")}),
          login())
+    # An account changed after it was used: simplejwt reads the user on every
+    # request, so the very next one sees the change (issue 15).
+    case("me_then_deactivate", D,
+         login(),
+         get(ME, bearer(step(0, "access"))),
+         {"action": "deactivate", "username": "alice"},
+         get(ME, bearer(step(0, "access"))),
+         post(REFRESH, {"refresh": step(0, "refresh")}))
+    case("me_then_delete", D,
+         login(),
+         get(ME, bearer(step(0, "access"))),
+         {"action": "delete_user", "username": "alice"},
+         get(ME, bearer(step(0, "access"))),
+         post(REFRESH, {"refresh": step(0, "refresh")}))
+    case("sliding_then_deactivate", D,
+         post(SOBTAIN, ALICE),
+         {"action": "deactivate", "username": "alice"},
+         post(SREFRESH, {"token": step(0, "token")}))
+    # A kid simplejwt does not know (it knows none): ignored (issue 15).
+    case("me_unknown_kid", D, get(ME, bearer(jwt(A(), kid="key-1"))))
+    case("verify_unknown_kid", D, post(VERIFY, {"token": jwt(A(), kid="key-1")}))
+    case("refresh_unknown_kid", D, post(REFRESH, {"refresh": jwt(R(), kid="key-1")}))
     case("refresh_access_token_given", D, post(REFRESH, {"refresh": access()}))
     case("refresh_sliding_token_given", D, post(REFRESH, {"refresh": sliding()}))
     case("refresh_garbage", D, post(REFRESH, {"refresh": "garbage"}))
@@ -698,24 +722,26 @@ class Expander:
                 raise ValueError("bad placeholder at %d in %r" % (j, text))
             name = m.group(0)
             k = m.end()
-            if name in ("jwt", "jwt_key", "jwt_alg"):
+            if name in ("jwt", "jwt_key", "jwt_alg", "jwt_kid"):
                 if text[k] != ":":
                     raise ValueError("expected ':' after " + name)
                 k += 1
-                key, alg = SIGNING_KEY, "HS256"
+                key, alg, kid = SIGNING_KEY, "HS256", None
                 if name != "jwt":
                     e = text.index(":", k)
                     arg = text[k:e]
                     k = e + 1
                     if name == "jwt_key":
                         key = arg
+                    elif name == "jwt_kid":
+                        kid = arg
                     else:
                         alg = arg
                 tmpl, k = dec.raw_decode(text, k)
                 if not text.startswith("}}", k):
                     raise ValueError("expected '}}' after the claims of " + name)
                 k += 2
-                out.append(self.ctx.make_jwt(subst_claims(tmpl, self.ctx.now()), key, alg))
+                out.append(self.ctx.make_jwt(subst_claims(tmpl, self.ctx.now()), key, alg, kid))
             elif name in ("access", "refresh", "sliding", "blacklisted_refresh"):
                 e = text.index("}}", k)
                 if text[k] != ":":
@@ -887,8 +913,9 @@ def run_worker(profile, out_path, only=None):
         def now(self):
             return int(time.time())
 
-        def make_jwt(self, payload, key, alg):
-            return pyjwt.encode(payload, key, algorithm=alg)
+        def make_jwt(self, payload, key, alg, kid=None):
+            headers = {"kid": kid} if kid is not None else None
+            return pyjwt.encode(payload, key, algorithm=alg, headers=headers)
 
         def user_token(self, kind, username):
             user = User.objects.get(username=username)

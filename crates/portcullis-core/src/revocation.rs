@@ -71,3 +71,49 @@ impl RevocationCache {
         self.merge(revocations, i64::MIN);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sessions are judged by their session alone, tokens without one by
+    /// their user's not-before instant; a reload never forgets what was
+    /// noted here, and what is older than the window is dropped.
+    #[test]
+    fn revocations_are_kept_merged_and_expired() {
+        let cache = RevocationCache::default();
+        assert!(!cache.is_revoked(Some("s1"), Some(1), 0));
+        cache.note(Revocations {
+            sessions: vec![("s1".to_owned(), 100)],
+            users_not_before: vec![(1, 100)],
+        });
+        assert!(cache.is_revoked(Some("s1"), Some(2), 500));
+        // A live session of a user who logged out everywhere later: the
+        // session decides (a password change keeps the current one).
+        assert!(!cache.is_revoked(Some("s2"), Some(1), 50));
+        assert!(cache.is_revoked(None, Some(1), 99));
+        assert!(!cache.is_revoked(None, Some(1), 100));
+        assert!(!cache.is_revoked(None, None, 0));
+
+        // A reload that does not know of s1 yet keeps it; a later
+        // not-before wins over an earlier one.
+        cache.merge(
+            Revocations {
+                sessions: vec![("s3".to_owned(), 120)],
+                users_not_before: vec![(1, 90), (2, 130)],
+            },
+            50,
+        );
+        assert!(cache.is_revoked(Some("s1"), None, 0));
+        assert!(cache.is_revoked(Some("s3"), None, 0));
+        assert!(cache.is_revoked(None, Some(1), 99));
+        assert!(cache.is_revoked(None, Some(2), 129));
+
+        // Older than the window: forgotten.
+        cache.merge(Revocations::default(), 110);
+        assert!(!cache.is_revoked(Some("s1"), None, 0));
+        assert!(!cache.is_revoked(None, Some(1), 99));
+        assert!(cache.is_revoked(Some("s3"), None, 0));
+        assert!(cache.is_revoked(None, Some(2), 129));
+    }
+}

@@ -224,15 +224,16 @@ impl AuthService {
     /// With `BLACKLIST_AFTER_ROTATION`, blacklisting the presented token is
     /// the atomic gate: of concurrent refreshes of one token, exactly one
     /// succeeds (5.5.1 lets them all through). With sessions, `client` is
-    /// recorded as the session's last user.
+    /// recorded as the session's last user. The answer names the first
+    /// reason simplejwt would give (see [`Self::validate_refreshable`]).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(
         &self,
         raw: &str,
         client: &Client,
     ) -> Result<(String, Option<String>), AuthError> {
-        let refresh = self.validate_stored(raw, TokenType::Refresh).await?;
-        self.check_refresh_user(&refresh).await?;
+        let refresh = self.validate_refreshable(raw, TokenType::Refresh).await?;
+        self.check_refresh_user(&refresh, true).await?;
         let access = self
             .engine
             .access_from_refresh(&refresh)
@@ -292,14 +293,14 @@ impl AuthService {
     /// apply (5.5.1 has none).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh_sliding(&self, raw: &str) -> Result<String, AuthError> {
-        let sliding = self.validate_stored(raw, TokenType::Sliding).await?;
+        let sliding = self.validate_refreshable(raw, TokenType::Sliding).await?;
         let settings = self.engine.settings();
         sliding.check_exp(
             &settings.sliding_refresh_exp_claim,
             self.engine.now(),
             settings.leeway,
         )?;
-        self.check_refresh_user(&sliding).await?;
+        self.check_refresh_user(&sliding, true).await?;
         self.encode(&self.engine.slide(&sliding))
     }
 
@@ -332,20 +333,11 @@ impl AuthService {
             AuthHeader::Token(raw) => raw,
         };
         let token = self.validated_token(raw).await?;
-        if self.is_revoked(&token) {
-            // simplejwt's shape for a blacklisted token on an authenticated
-            // endpoint (its sliding tokens answer this way).
-            let token_type = match self.engine.settings().token_type_claim.as_deref() {
-                Some(claim) if token.get(claim).and_then(Value::as_str) == Some("sliding") => {
-                    TokenType::Sliding
-                }
-                _ => TokenType::Access,
-            };
-            return Err(AuthError::NoValidTokenType(vec![TokenMessage {
-                token_type,
-                error: TokenError::Blacklisted,
-            }]));
-        }
+        // simplejwt's `get_user` next. Its answers come before the
+        // revocation check (which simplejwt does not have): a deactivated
+        // or deleted user's token, whose sessions ended with the account,
+        // is refused as simplejwt refuses it, "User is inactive" or
+        // "User not found".
         let user = match token.user_id(self.engine.settings()) {
             UserIdClaim::Missing => return Err(AuthError::NoUserIdentification),
             // 5.5.1 answers 500 for an id the database cannot coerce.
@@ -361,6 +353,20 @@ impl AuthService {
         }
         if self.settings.check_revoke_token && !self.revoke_claim_matches(&token, &user) {
             return Err(AuthError::PasswordChanged);
+        }
+        if self.is_revoked(&token) {
+            // simplejwt's shape for a blacklisted token on an authenticated
+            // endpoint (its sliding tokens answer this way).
+            let token_type = match self.engine.settings().token_type_claim.as_deref() {
+                Some(claim) if token.get(claim).and_then(Value::as_str) == Some("sliding") => {
+                    TokenType::Sliding
+                }
+                _ => TokenType::Access,
+            };
+            return Err(AuthError::NoValidTokenType(vec![TokenMessage {
+                token_type,
+                error: TokenError::Blacklisted,
+            }]));
         }
         Ok(Some(Authenticated { user, token }))
     }
@@ -589,25 +595,58 @@ impl AuthService {
     /// Decode a refresh or sliding token, then simplejwt's `BlacklistMixin.verify`:
     /// the blacklist first, then `Token.verify`.
     async fn validate_stored(&self, raw: &str, token_type: TokenType) -> Result<Token, AuthError> {
-        let token = self.decode(raw.as_bytes()).await?;
-        // 5.5.1 answers 500 here (KeyError on a missing jti).
-        let jti = token.jti(self.engine.settings()).ok_or(TokenError::NoId)?;
-        if self.store.is_blacklisted(jti).await? {
+        let (token, blacklisted) = self.decode_stored(raw).await?;
+        if blacklisted {
             return Err(TokenError::Blacklisted.into());
         }
         token.verify(self.engine.settings(), self.engine.now(), Some(token_type))?;
         Ok(token)
     }
 
+    /// [`Self::validate_stored`] for the refresh endpoints, where a
+    /// blacklisted token of a deactivated or deleted account, or (with
+    /// `CHECK_REVOKE_TOKEN`) of a changed password, is refused for that
+    /// reason ("No active account found for the given token.", "The
+    /// user's password has been changed."), not as blacklisted: portcullis
+    /// ends an account's sessions when the account changes (ASVS V7.4.2,
+    /// V7.4.3), simplejwt does not, so the account is the first reason
+    /// simplejwt would give. A client told "blacklisted" would log in
+    /// again, and cannot.
+    async fn validate_refreshable(
+        &self,
+        raw: &str,
+        token_type: TokenType,
+    ) -> Result<Token, AuthError> {
+        let (token, blacklisted) = self.decode_stored(raw).await?;
+        if blacklisted {
+            self.check_refresh_user(&token, false).await?;
+            return Err(TokenError::Blacklisted.into());
+        }
+        token.verify(self.engine.settings(), self.engine.now(), Some(token_type))?;
+        Ok(token)
+    }
+
+    /// Decode a refresh or sliding token and say whether it is blacklisted.
+    async fn decode_stored(&self, raw: &str) -> Result<(Token, bool), AuthError> {
+        let token = self.decode(raw.as_bytes()).await?;
+        // 5.5.1 answers 500 here (KeyError on a missing jti).
+        let jti = token.jti(self.engine.settings()).ok_or(TokenError::NoId)?;
+        let blacklisted = self.store.is_blacklisted(jti).await?;
+        Ok((token, blacklisted))
+    }
+
     /// The user checks of simplejwt master's refresh serializers: the user
     /// must exist and be active, and with `CHECK_REVOKE_TOKEN` the password
-    /// must not have changed (then the token is blacklisted too).
-    async fn check_refresh_user(&self, token: &Token) -> Result<(), AuthError> {
+    /// must not have changed (then the token is blacklisted too, unless
+    /// `blacklist` is false: it is already).
+    async fn check_refresh_user(&self, token: &Token, blacklist: bool) -> Result<(), AuthError> {
         if let Some(user) = self.token_user(token).await?
             && self.settings.check_revoke_token
             && !self.revoke_claim_matches(token, &user)
         {
-            self.blacklist_token(token).await?;
+            if blacklist {
+                self.blacklist_token(token).await?;
+            }
             return Err(AuthError::PasswordChangedOnRefresh);
         }
         Ok(())

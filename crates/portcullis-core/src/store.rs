@@ -161,6 +161,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError>;
     /// An account by id.
     async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
+    /// A number that moves whenever an account may have been changed by
+    /// another process or node since the last call (another server on the
+    /// database, the `portcullis user …` commands): the account cache
+    /// forgets every account when it moves. Cheap (memory, or one local
+    /// read on SQLite), called before every cached read; where it cannot
+    /// tell, it moves. Changes made through this handle need not move it.
+    fn account_changes(&self) -> u64;
     /// An account by exact username.
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
     /// Every account, by id.

@@ -13,12 +13,16 @@
 //!   own last write. New writes must be added here too — the trait has no
 //!   default methods, so a new one cannot be forgotten.
 //! - Writes by other processes (another node, the `portcullis user …`
-//!   commands) are seen within [`USER_CACHE_TTL`], the same "within about
-//!   a second" as revocations (revocation.rs), whose every-second reload
-//!   also refuses the tokens of a deactivated or logged-out user.
+//!   commands) are seen by the next read, as simplejwt sees them: before
+//!   every cached answer the store is asked whether any account changed
+//!   elsewhere ([`Store::account_changes`]: on SQLite one local read, on
+//!   PostgreSQL a notification the writer's commit sends, which takes a
+//!   few milliseconds to arrive), and if so every entry is forgotten.
+//!   Entries also expire after [`USER_CACHE_TTL`] whatever happens.
 //! - A read that raced a write never stores what it read: entries are only
-//!   stored if no account was written since the read began (a generation
-//!   counter).
+//!   stored if no account was written here since the read began (a
+//!   generation counter), and only served while the store's change number
+//!   is the one observed before they were read.
 //! - Memory is bounded: at most [`USER_CACHE_CAPACITY`] accounts; a full
 //!   cache drops its expired entries, then everything.
 
@@ -35,28 +39,43 @@ use crate::{
     Session, Store, StoreError, Upserted, User,
 };
 
-/// How long another process's change to an account may go unseen.
-pub(crate) const USER_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The longest an entry is served, even when no change was announced: a
+/// bound on the harm of a change the store failed to announce (none is
+/// known to be possible), not the way changes are seen.
+pub(crate) const USER_CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// At most this many accounts are cached (a few hundred bytes each).
 pub(crate) const USER_CACHE_CAPACITY: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Cache {
-    entries: RwLock<HashMap<i64, (User, Instant)>>,
-    /// Bumped by every write of an account.
+    entries: RwLock<Entries>,
+    /// Bumped by every write of an account made here.
     generation: AtomicU64,
 }
 
+#[derive(Debug, Default)]
+struct Entries {
+    users: HashMap<i64, (User, Instant)>,
+    /// The store's [`Store::account_changes`] observed before every entry
+    /// here was read.
+    changes: u64,
+}
+
 impl Cache {
-    fn get(&self, id: i64, now: Instant) -> Option<User> {
+    fn get(&self, id: i64, now: Instant, changes: u64) -> Option<User> {
         let entries = self.entries.read().ok()?;
-        let (user, at) = entries.get(&id)?;
+        if entries.changes != changes {
+            return None;
+        }
+        let (user, at) = entries.users.get(&id)?;
         (now.duration_since(*at) < USER_CACHE_TTL).then(|| user.clone())
     }
 
-    fn put(&self, user: &User, read_since: u64, read_at: Instant) {
-        let Ok(mut entries) = self.entries.write() else {
+    /// Keep `user`, read after `read_since` was the generation and
+    /// `changes` the store's change number.
+    fn put(&self, user: &User, read_since: u64, read_at: Instant, changes: u64) {
+        let Ok(mut guard) = self.entries.write() else {
             return;
         };
         // Checked under the lock: a write that bumps the generation and then
@@ -64,6 +83,13 @@ impl Cache {
         if self.generation.load(Ordering::Acquire) != read_since {
             return;
         }
+        let entries = &mut *guard;
+        if entries.changes != changes {
+            // Accounts changed elsewhere: what was read before is stale.
+            entries.users.clear();
+            entries.changes = changes;
+        }
+        let entries = &mut entries.users;
         if entries.len() >= USER_CACHE_CAPACITY {
             entries.retain(|_, (_, at)| read_at.duration_since(*at) < USER_CACHE_TTL);
             if entries.len() >= USER_CACHE_CAPACITY {
@@ -78,15 +104,16 @@ impl Cache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut entries) = self.entries.write() {
             match id {
-                Some(id) => drop(entries.remove(&id)),
-                None => entries.clear(),
+                Some(id) => drop(entries.users.remove(&id)),
+                None => entries.users.clear(),
             }
         }
     }
 }
 
-/// A [`Store`] that answers [`Store::user_by_id`] from memory for up to
-/// [`USER_CACHE_TTL`] and forgets an account whenever it is written.
+/// A [`Store`] that answers [`Store::user_by_id`] from memory until the
+/// account is written here, any account is changed elsewhere, or
+/// [`USER_CACHE_TTL`] passed.
 #[derive(Debug)]
 pub(crate) struct CachingStore {
     inner: Arc<dyn Store>,
@@ -112,15 +139,20 @@ impl Store for CachingStore {
         self.inner.create_user(user).await
     }
 
+    fn account_changes(&self) -> u64 {
+        self.inner.account_changes()
+    }
+
     async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
         let now = Instant::now();
-        if let Some(user) = self.users.get(id, now) {
+        let changes = self.inner.account_changes();
+        if let Some(user) = self.users.get(id, now, changes) {
             return Ok(Some(user));
         }
         let generation = self.users.generation.load(Ordering::Acquire);
         let user = self.inner.user_by_id(id).await?;
         if let Some(user) = &user {
-            self.users.put(user, generation, now);
+            self.users.put(user, generation, now, changes);
         }
         Ok(user)
     }

@@ -24,7 +24,7 @@
 //! A read sees every transaction committed before it began, as a read on
 //! sqlx's pool does: this node's own writes are seen by its next read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ impl InlineReader {
     ) -> Option<T> {
         let connection = match self.idle.lock().ok()?.pop() {
             Some(connection) => connection,
-            None => self.open().ok()?,
+            None => open_reader(&self.path).ok()?,
         };
         let result = read(&connection);
         if let Err(e) = &result {
@@ -77,18 +77,19 @@ impl InlineReader {
         }
         result.ok()
     }
+}
 
-    fn open(&self) -> rusqlite::Result<Connection> {
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // Never sleep on this thread: a busy database is sqlx's to wait for.
-        connection.busy_timeout(Duration::ZERO)?;
-        connection.pragma_update(None, "query_only", true)?;
-        connection.set_prepared_statement_cache_capacity(STATEMENTS);
-        Ok(connection)
-    }
+/// A read-only connection to the SQLite file at `path` that never waits:
+/// a busy database is sqlx's to wait for, not this thread's.
+pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(Duration::ZERO)?;
+    connection.pragma_update(None, "query_only", true)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENTS);
+    Ok(connection)
 }
 
 /// `SELECT … WHERE key = $1` for at most one row, mapped by `row`.

@@ -4,7 +4,7 @@
 //! Both dialects run the same SQL text (`$1` placeholders, `RETURNING` and
 //! `ON CONFLICT` work in both); only the migrations differ. Queries are
 //! checked at run time rather than compile time, so the same store test
-//! suite runs against both backends (see `tests/store.rs`).
+//! suite runs against both backends (`tests/store.rs`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -50,6 +50,8 @@ pub struct SqlStore {
     /// SQLite files only: the hottest point reads, answered on the
     /// caller's thread (see `inline.rs`).
     inline: Option<Arc<InlineReader>>,
+    /// Whether accounts changed elsewhere (see `changes.rs`).
+    changes: AccountChanges,
 }
 
 /// Run the same statement on whichever pool is in use. The body is
@@ -82,10 +84,14 @@ macro_rules! execute {
     };
 }
 
+mod changes;
 mod django;
 mod inline;
 
+use changes::{AccountChanges, PgWatch, SqliteWatch};
 use inline::{InlineReader, one_row};
+
+pub use changes::ACCOUNT_CHANNEL;
 
 pub use django::{DjangoDatabase, DjangoToken, DjangoUser};
 
@@ -291,6 +297,7 @@ impl SqlStore {
                 .await
                 .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
             Self {
+                changes: AccountChanges::Postgres(PgWatch::new(pool.clone())),
                 pool: Pool::Postgres(pool.clone()),
                 writer: Pool::Postgres(pool),
                 rotations: None,
@@ -329,11 +336,17 @@ impl SqlStore {
             )
             .await
             .map_err(cannot)?;
+            let changes = if in_memory {
+                AccountChanges::Local
+            } else {
+                AccountChanges::Sqlite(Arc::new(SqliteWatch::new(path.clone())))
+            };
             let inline = (!in_memory).then(|| Arc::new(InlineReader::new(path)));
             let readers = open(SQLITE_READERS, options).await.map_err(cannot)?;
             Self {
                 rotations: Some(RotationQueue::new(writer.clone())),
                 inline,
+                changes,
                 pool: Pool::Sqlite(readers),
                 writer: Pool::Sqlite(writer),
             }
@@ -353,6 +366,16 @@ impl SqlStore {
             Pool::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
         };
         result.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    /// The same store with every rotation on the statement-by-statement
+    /// path (`rotate_in_family`'s general path), never batched: what the
+    /// store suite compares the SQLite batches with.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn without_batched_rotations(mut self) -> Self {
+        self.rotations = None;
+        self
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -500,6 +523,10 @@ impl Store for SqlStore {
             .await)
         .map_err(db_error)?;
         Ok(row.map(User::from))
+    }
+
+    fn account_changes(&self) -> u64 {
+        self.changes.current()
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {

@@ -210,12 +210,19 @@ impl TokenEngine {
                 serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
             (header.alg, header.kid)
         };
-        // A token with a kid is verified by that key only, with that key's
-        // algorithm; one without is simplejwt's, for the configured key.
-        // `alg` must merely agree with the key's (RFC 8725 §3.1).
+        // A token with a kid we know is verified by that key only, with that
+        // key's algorithm; one without is simplejwt's, for the configured
+        // key, and so is one whose kid nobody knows: simplejwt ignores the
+        // header's kid, and some libraries and gateways add one. A kid of a
+        // retired key stays refused. Either way `alg` must merely agree with
+        // the key's (RFC 8725 §3.1): the header never picks the algorithm.
         let verifier = match kid {
             None => Verifier::Configured,
-            Some(kid) => self.verifier(&kid, now).ok_or(TokenError::Invalid)?,
+            Some(kid) => match self.verifier(&kid, now) {
+                Some(verifier) => verifier,
+                None if self.key_ring().knows(&kid) => return Err(TokenError::Invalid),
+                None => Verifier::Configured,
+            },
         };
         let signed_by_key = verifier
             .with_key(self, |algorithm, decoding, prepared| {
@@ -745,10 +752,49 @@ mod tests {
             Err(TokenError::Invalid)
         );
         assert_eq!(at(r#"{"alg":"none"}"#), Err(TokenError::Invalid));
+        // A kid nobody knows is ignored, as simplejwt ignores it; the
+        // configured key and its algorithm still decide.
+        assert_eq!(at(r#"{"alg":"HS256","kid":"unknown"}"#), Ok(()));
         assert_eq!(
-            at(r#"{"alg":"HS256","kid":"unknown"}"#),
+            at(r#"{"alg":"HS384","kid":"unknown"}"#),
             Err(TokenError::Invalid)
         );
+    }
+
+    /// A kid of the key set's is checked with that key only, retired or
+    /// not: a retired kid is refused even when the configured key signed
+    /// the token, and only a kid no key has falls back to the configured key.
+    #[test]
+    fn a_retired_kid_is_refused_and_an_unknown_one_ignored() {
+        let e = engine(TokenSettings::default());
+        let stored = |kid: &str, retires_at| crate::StoredKey {
+            kid: kid.to_owned(),
+            algorithm: "HS256".to_owned(),
+            private_key: String::from_utf8(KEY.to_vec()).unwrap(),
+            public_key: None,
+            created_at: NOW - 100,
+            activates_at: Some(NOW - 100),
+            retires_at,
+        };
+        let (ring, errors) = KeyRing::load(
+            &[stored("old", Some(NOW - 1)), stored("live", None)],
+            &KeyRing::default(),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        e.install_keys(ring);
+        let with_kid = |kid: &str| {
+            let message = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"JWT"}}"#)),
+                URL_SAFE_NO_PAD.encode(r#"{"exp":1900000000,"jti":"x"}"#)
+            );
+            let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, KEY), message.as_bytes());
+            let raw = format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+            e.decode(raw.as_bytes()).map(|_| ())
+        };
+        assert_eq!(with_kid("live"), Ok(()));
+        assert_eq!(with_kid("old"), Err(TokenError::Invalid));
+        assert_eq!(with_kid("nobody"), Ok(()));
     }
 
     /// The split answers what `rsplitn(2, '.')` twice did.

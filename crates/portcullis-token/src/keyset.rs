@@ -259,6 +259,11 @@ impl KeyRing {
             .map(|k| k.key.as_ref())
     }
 
+    /// Whether any key of the set, retired or not, has this kid.
+    pub(crate) fn knows(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.times.kid == kid)
+    }
+
     /// The public JWKs of every unretired asymmetric key.
     pub(crate) fn published(&self, now: i64) -> impl Iterator<Item = &Jwk> {
         self.keys

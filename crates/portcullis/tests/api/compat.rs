@@ -5,16 +5,23 @@
 //! Where portcullis deliberately answers differently (the 500s of §2.4, and
 //! the user checks simplejwt's master branch added to refresh), the case
 //! is listed in `divergences()` with the answer we give instead and why.
+//!
+//! The fixture's actions (a password set, an account deactivated or
+//! deleted) are made as another process makes them, through a connection
+//! of its own to the database, and as portcullis's administrators make
+//! them: deactivating or deleting ends the account's sessions first, as
+//! `portcullis user deactivate|delete` does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use portcullis_core::User;
+use portcullis_core::{Store as _, User};
+use portcullis_store::SqlStore;
 use portcullis_token::TokenType;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
-use crate::helpers::{Backend, SIGNING_KEY, TestApp, mint_hs, now};
+use crate::helpers::{Backend, SIGNING_KEY, TestApp, mint_hs, mint_hs_with_header, now};
 
 fn fixture() -> Value {
     let path = concat!(
@@ -34,6 +41,7 @@ fn divergences() -> BTreeMap<&'static str, (u16, &'static str)> {
         // §2.4: 5.5.1 answers 500 (DoesNotExist / ValueError); master answers 401.
         ("refresh_user_deleted_crafted", (401, NO_ACCOUNT)),
         ("refresh_user_deleted_after_login", (401, NO_ACCOUNT)),
+        ("me_then_delete", (401, NO_ACCOUNT)),
         ("refresh_user_id_string_zero", (401, NO_ACCOUNT)),
         ("refresh_user_id_abc", (401, NO_ACCOUNT)),
         (
@@ -90,6 +98,16 @@ fn master_user_checks() -> BTreeMap<(&'static str, usize), (u16, &'static str)> 
             (400, r#"{"token":["This field may not be blank."]}"#),
         ),
         (("sliding_refresh_inactive_user", 0), (401, NO_ACCOUNT)),
+        (("sliding_then_deactivate", 2), (401, NO_ACCOUNT)),
+        // Deleting an account ended its sessions (ASVS V7.4.2), so its
+        // refresh token is blacklisted already; simplejwt keeps it live.
+        (
+            ("refresh_user_deleted_after_login", 5),
+            (
+                401,
+                r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#,
+            ),
+        ),
         (("sliding_refresh_unknown_user", 0), (401, NO_ACCOUNT)),
     ])
 }
@@ -159,7 +177,7 @@ async fn expand(
         let (value, consumed) = if let Some(args) = after.strip_prefix(':') {
             let (prefix, claims_text) = match name {
                 "jwt" => ("", args),
-                "jwt_key" | "jwt_alg" => {
+                "jwt_key" | "jwt_alg" | "jwt_kid" => {
                     let colon = args.find(':').unwrap();
                     (&args[..colon], &args[colon + 1..])
                 }
@@ -180,6 +198,12 @@ async fn expand(
                 let token = match name {
                     "jwt" => mint_hs("HS256", SIGNING_KEY.as_bytes(), &claims),
                     "jwt_key" => mint_hs("HS256", prefix.as_bytes(), &claims),
+                    "jwt_kid" => mint_hs_with_header(
+                        &format!(r#"{{"alg":"HS256","kid":"{prefix}","typ":"JWT"}}"#),
+                        "HS256",
+                        SIGNING_KEY.as_bytes(),
+                        &claims,
+                    ),
                     _ => mint_hs(prefix, SIGNING_KEY.as_bytes(), &claims),
                 };
                 let consumed = name_end + 1 + (args.len() - claims_text.len()) + used + 2;
@@ -355,9 +379,15 @@ async fn replay_case(backend: Backend, case: Value, profiles: Value) -> Vec<Stri
     let mut problems = Vec::new();
     let divergences = divergences();
     let master = master_user_checks();
+    let mut elsewhere = None;
     for (index, step) in case["steps"].as_array().unwrap().iter().enumerate() {
         if let Some(action) = step["action"].as_str() {
             let user = &users[step["username"].as_str().unwrap()];
+            if elsewhere.is_none() {
+                elsewhere = Some(SqlStore::connect(&app.db.url).await.unwrap());
+            }
+            let store = elsewhere.as_ref().unwrap();
+            let before = app.auth.store().account_changes();
             match action {
                 "set_password" => {
                     let hash = app
@@ -366,11 +396,28 @@ async fn replay_case(backend: Backend, case: Value, profiles: Value) -> Vec<Stri
                         .hash(step["password"].as_str().unwrap().into())
                         .await
                         .unwrap();
-                    app.auth.store().set_password(user.id, &hash).await.unwrap();
+                    assert!(store.set_password(user.id, &hash).await.unwrap());
                 }
-                "deactivate" => assert!(app.auth.store().set_active(user.id, false).await.unwrap()),
-                "delete_user" => assert!(app.auth.store().delete_user(user.id).await.unwrap()),
+                "deactivate" => {
+                    store.end_sessions(user.id, None, now()).await.unwrap();
+                    assert!(store.set_active(user.id, false).await.unwrap());
+                }
+                "delete_user" => {
+                    store.end_sessions(user.id, None, now()).await.unwrap();
+                    assert!(store.delete_user(user.id).await.unwrap());
+                }
                 other => panic!("unknown action {other}"),
+            }
+            // On PostgreSQL the change reaches the server as the
+            // notification the commit sent, a few milliseconds later: wait
+            // for it (at most a second), as the next request of a client
+            // would rarely have to. On SQLite the server asks at its next
+            // read, and this returns at once.
+            let started = std::time::Instant::now();
+            while app.auth.store().account_changes() == before
+                && started.elapsed() < std::time::Duration::from_secs(1)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
             replies.push(Value::Null);
             continue;
@@ -462,6 +509,9 @@ async fn replay_case(backend: Backend, case: Value, profiles: Value) -> Vec<Stri
             }
         }
         replies.push(json_reply);
+    }
+    if let Some(store) = elsewhere {
+        store.close().await;
     }
     app.stop().await;
     problems

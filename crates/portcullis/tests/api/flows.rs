@@ -264,7 +264,107 @@ async fn views_finish_every_response(backend: Backend) {
     app.stop().await;
 }
 
+/// Refreshing the token of an account that changed answers what
+/// simplejwt answers, though portcullis ended the account's sessions (and
+/// so blacklisted the token) when it changed: a deactivated or deleted
+/// account is "No active account found for the given token." (no `code`),
+/// a changed password under `CHECK_REVOKE_TOKEN` is "The user's password
+/// has been changed."; only an account that is fine again hears
+/// "Token is blacklisted". With and without rotation and sessions, for
+/// refresh and sliding tokens, the account changed by staff through the
+/// API (`admin.rs` and `user_cache.rs` make the change from another
+/// process).
+async fn refresh_names_the_account_before_the_blacklist(backend: Backend) {
+    const NO_ACCOUNT: &str = r#"{"detail":"No active account found for the given token."}"#;
+    const CHANGED: &str = r#"{"detail":"The user's password has been changed."}"#;
+    const BLACKLISTED: &str = r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#;
+    for settings in [
+        "",
+        "rotate_refresh_tokens = true\n",
+        "rotate_refresh_tokens = true\nblacklist_after_rotation = true\nrefresh_reuse_detection = false\n",
+    ] {
+        let app = TestApp::spawn(backend, settings).await;
+        let alice = app.user("alice", "alice-pass", true, false).await;
+        app.user("root", "root-pass", true, true).await;
+        let (_, root) = app.login("root", "root-pass").await;
+        let (refresh, _) = app.login("alice", "alice-pass").await;
+        let sliding = app
+            .post(
+                "/api/token/sliding/",
+                json!({"username": "alice", "password": "alice-pass"}),
+            )
+            .await
+            .json["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let path = format!("/api/admin/users/{}/", alice.id);
+        let done = app
+            .post_bearer(&format!("{path}deactivate/"), &root, json!({}))
+            .await;
+        assert_eq!(done.status, 204, "{}", done.body);
+        assert_eq!(
+            refreshed(&app, &refresh).await,
+            (401, NO_ACCOUNT.to_owned()),
+            "{settings}"
+        );
+        let slid = app
+            .post("/api/token/sliding/refresh/", json!({"token": sliding}))
+            .await;
+        assert_eq!(
+            (slid.status, slid.body.as_str()),
+            (401, NO_ACCOUNT),
+            "{settings}"
+        );
+        assert!(app.auth.store().set_active(alice.id, true).await.unwrap());
+        assert_eq!(
+            refreshed(&app, &refresh).await,
+            (401, BLACKLISTED.to_owned()),
+            "{settings}"
+        );
+
+        let (refresh, _) = app.login("alice", "alice-pass").await;
+        assert_eq!(app.delete_bearer(&path, &root).await.status, 204);
+        assert_eq!(
+            refreshed(&app, &refresh).await,
+            (401, NO_ACCOUNT.to_owned()),
+            "{settings}"
+        );
+        app.stop().await;
+    }
+
+    // CHECK_REVOKE_TOKEN: a password change (which ends every other
+    // session) is named, on every try.
+    let app = TestApp::spawn(backend, "check_revoke_token = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (old_refresh, _) = app.login("alice", "alice-pass").await;
+    let (_, access) = app.login("alice", "alice-pass").await;
+    let changed = app
+        .post_bearer(
+            "/api/users/me/password/",
+            &access,
+            json!({"old_password": "alice-pass", "new_password": "alice-new-pass"}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    for _ in 0..2 {
+        assert_eq!(
+            refreshed(&app, &old_refresh).await,
+            (401, CHANGED.to_owned())
+        );
+    }
+    app.stop().await;
+}
+
+async fn refreshed(app: &TestApp, refresh: &str) -> (u16, String) {
+    let reply = app
+        .post("/api/token/refresh/", json!({"refresh": refresh}))
+        .await;
+    (reply.status, reply.body)
+}
+
 crate::both_backends!(
+    refresh_names_the_account_before_the_blacklist,
     concurrent_rotation_has_one_winner,
     paths_without_trailing_slash,
     views_finish_every_response,

@@ -427,11 +427,19 @@ async fn header_cannot_choose(backend: Backend) {
                 URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"ES384","kid":"{kid}","typ":"JWT"}}"#));
             format!("{relabelled}.{rest}")
         },
-        // A kid nobody has, signed with the (valid) SIGNING_KEY.
+        // A kid nobody has falls back to SIGNING_KEY, whose algorithm
+        // (not the header's) decides: HS512 is refused…
+        mint_hs_with_header(
+            r#"{"alg":"HS512","kid":"no-such-key","typ":"JWT"}"#,
+            "HS512",
+            SIGNING_KEY.as_bytes(),
+            &claims,
+        ),
+        // …and so is another secret.
         mint_hs_with_header(
             r#"{"alg":"HS256","kid":"no-such-key","typ":"JWT"}"#,
             "HS256",
-            SIGNING_KEY.as_bytes(),
+            b"another-secret-0123456789abcdef0123456789",
             &claims,
         ),
     ];
@@ -446,7 +454,63 @@ async fn header_cannot_choose(backend: Backend) {
     app.stop().await;
 }
 
-crate::both_backends!(header_cannot_choose);
+/// A kid-less deployment (`SIGNING_KEY` only) ignores a `kid` it does not
+/// know, as simplejwt does (some libraries and gateways add one): the
+/// token is checked with `SIGNING_KEY` and `ALGORITHM`, on every endpoint.
+/// A kid that names a key of the set stays that key's, retired or not.
+async fn an_unknown_kid_is_ignored(backend: Backend) {
+    let app = TestApp::spawn(backend, "").await;
+    let alice = app.user("alice", "alice-pass", true, false).await;
+    let now = now();
+    let with_kid = |kid: &str, token_type: &str, jti: &str| {
+        mint_hs_with_header(
+            &format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"JWT"}}"#),
+            "HS256",
+            SIGNING_KEY.as_bytes(),
+            &json!({"token_type": token_type, "exp": now + 300, "iat": now, "jti": jti, "user_id": alice.id.to_string()}),
+        )
+    };
+    let access = with_kid("key-1", "access", &"a".repeat(32));
+    let me = app.get("/api/users/me/", Some(&access)).await;
+    assert_eq!(
+        (me.status, me.body.as_str()),
+        (
+            200,
+            format!(
+                r#"{{"id":{},"username":"alice","email":"alice@example.com"}}"#,
+                alice.id
+            )
+            .as_str()
+        )
+    );
+    let verify = app
+        .post("/api/token/verify/", json!({"token": access}))
+        .await;
+    assert_eq!((verify.status, verify.body.as_str()), (200, "{}"));
+    let refresh = with_kid("key-1", "refresh", &"b".repeat(32));
+    let refreshed = app
+        .post("/api/token/refresh/", json!({"refresh": refresh}))
+        .await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+
+    // A retired key's kid is refused, though SIGNING_KEY signed the token.
+    let kid = printed_kid(&keys(&app.db, &["generate", "--alg", "ES256"], &[]).await);
+    keys(&app.db, &["retire", &kid], &[]).await;
+    let retired = with_kid(&kid, "access", &"c".repeat(32));
+    within_5s("the server knows the retired key", || async {
+        app.get("/api/users/me/", Some(&retired)).await.body == INVALID_ME
+    })
+    .await;
+    let verify = app
+        .post("/api/token/verify/", json!({"token": retired}))
+        .await;
+    assert_eq!((verify.status, verify.body.as_str()), (401, INVALID_VERIFY));
+    // …while a kid nobody has still falls back.
+    assert_eq!(app.get("/api/users/me/", Some(&access)).await.status, 200);
+    app.stop().await;
+}
+
+crate::both_backends!(header_cannot_choose, an_unknown_kid_is_ignored);
 
 /// A JWKS server for `JWK_URL`, counting its requests.
 struct Issuer {

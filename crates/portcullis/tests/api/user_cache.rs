@@ -1,12 +1,11 @@
 //! The account cache behind every authenticated request (issue 7): a
-//! write through this node is seen by the next request; a write by
-//! another process (another node, the CLI) within about a second.
+//! write through this node is seen by the next request, and so is one by
+//! another process (another node, the CLI): issue 15.
 
 use std::time::{Duration, Instant};
 
-use portcullis_store::SqlStore;
-
-use crate::helpers::{Backend, TestApp};
+use crate::cli::portcullis;
+use crate::helpers::{Backend, Reply, TestApp, run};
 
 const INACTIVE: &str = r#"{"detail":"User is inactive","code":"user_inactive"}"#;
 const NOT_FOUND: &str = r#"{"detail":"User not found","code":"user_not_found"}"#;
@@ -41,36 +40,71 @@ async fn writes_here_are_seen_at_once(backend: Backend) {
     app.stop().await;
 }
 
-/// Another process's write (here a second connection to the database, as
-/// `portcullis user deactivate` or another node makes it) is seen within
-/// about a second.
-async fn writes_elsewhere_are_seen_within_a_second(backend: Backend) {
-    let app = TestApp::spawn(backend, "").await;
-    let user = app.user("bob", "bob-pass", true, false).await;
-    let (_, access) = app.login("bob", "bob-pass").await;
-    assert_eq!(app.get("/api/users/me/", Some(&access)).await.status, 200);
-    let elsewhere = SqlStore::connect(&app.db.url).await.unwrap();
-    assert!(
-        portcullis_core::Store::set_active(&elsewhere, user.id, false)
-            .await
-            .unwrap()
+/// Another process's change (the real `portcullis user …` commands on
+/// the same database) is seen by the very next request, though the account
+/// was cached by the one before: simplejwt reads the user on every request.
+/// `CHECK_REVOKE_TOKEN` sees a password set elsewhere the same way.
+async fn changes_elsewhere_are_seen_by_the_next_request(backend: Backend) {
+    let app = TestApp::spawn(backend, "check_revoke_token = true\n").await;
+    let user = app.user("alice", "alice-pass", true, false).await;
+    let ok = format!(
+        r#"{{"id":{},"username":"alice","email":"alice@example.com"}}"#,
+        user.id
     );
+
+    let (_, access) = app.login("alice", "alice-pass").await;
+    me(&app, &access, 200, &ok).await;
+    elsewhere(
+        &app,
+        &["user", "set-password", "alice", "--password-stdin"],
+        "new-pass\n",
+    )
+    .await;
+    let reply = next_me(&app, backend, &access).await;
+    assert_eq!((reply.status, reply.body.as_str()), (401, REVOKED));
+
+    let (_, access) = app.login("alice", "new-pass").await;
+    me(&app, &access, 200, &ok).await;
+    elsewhere(&app, &["user", "deactivate", "alice"], "").await;
+    let reply = next_me(&app, backend, &access).await;
+    assert_eq!((reply.status, reply.body.as_str()), (401, INACTIVE));
+
+    elsewhere(&app, &["user", "activate", "alice"], "").await;
+    let (_, access) = app.login("alice", "new-pass").await;
+    me(&app, &access, 200, &ok).await;
+    elsewhere(&app, &["user", "delete", "alice"], "").await;
+    let reply = next_me(&app, backend, &access).await;
+    assert_eq!((reply.status, reply.body.as_str()), (401, NOT_FOUND));
+    app.stop().await;
+}
+
+/// Run a `portcullis` command on the app's database (another process).
+async fn elsewhere(app: &TestApp, args: &[&str], stdin: &str) {
+    let out = run(portcullis(&app.db, args), stdin).await;
+    assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+}
+
+/// `GET /api/users/me/` right after another process changed the account.
+///
+/// On SQLite this is exactly the next request: the server asks the
+/// database whether anything was committed before it answers from its
+/// cache. On PostgreSQL the change reaches the server as the notification
+/// the writer's commit sends, a few milliseconds after the command
+/// returned; the request may come first, so on PostgreSQL only this polls,
+/// for at most one second (a tenth of the cache's own expiry, which
+/// therefore cannot be what ends the wait).
+pub(crate) async fn next_me(app: &TestApp, backend: Backend, access: &str) -> Reply {
     let started = Instant::now();
     loop {
-        let reply = app.get("/api/users/me/", Some(&access)).await;
-        if reply.status == 401 {
-            assert_eq!(reply.body, INACTIVE);
-            break;
+        let reply = app.get("/api/users/me/", Some(access)).await;
+        if backend == Backend::Sqlite
+            || reply.status != 200
+            || started.elapsed() > Duration::from_secs(1)
+        {
+            return reply;
         }
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still served 5 s after another process deactivated the account"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    elsewhere.close().await;
-    app.stop().await;
 }
 
 async fn me(app: &TestApp, access: &str, status: u16, body: &str) {
@@ -80,5 +114,5 @@ async fn me(app: &TestApp, access: &str, status: u16, body: &str) {
 
 crate::both_backends!(
     writes_here_are_seen_at_once,
-    writes_elsewhere_are_seen_within_a_second
+    changes_elsewhere_are_seen_by_the_next_request
 );
