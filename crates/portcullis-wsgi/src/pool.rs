@@ -5,10 +5,11 @@
 //! - Each worker is a child process with `threads` connections to the
 //!   server, one per thread. A connection is a *slot*: a tokio task that
 //!   takes the next request from the pool's queue, sends it, and relays the
-//!   answer. A slot never waits on a client: body chunks go into an
-//!   unbounded channel as fast as the worker makes them, and the client
-//!   reads them at its own pace (the body was received whole before the
-//!   request was queued, see [`crate::Body`]).
+//!   answer. A slot does not wait on a client: body chunks are taken as
+//!   fast as the worker makes them, kept in memory up to
+//!   [`crate::response::MEMORY_LIMIT`] and beyond it in a temporary file,
+//!   and the client reads them at its own pace (the request body was
+//!   received whole before the request was queued, see [`crate::Body`]).
 //! - Heartbeat: an idle slot pings its thread every `timeout / 2`; the
 //!   thread answers under the GIL, so a worker whose interpreter is stuck
 //!   outside any request is found too. A busy slot has its deadline.
@@ -42,6 +43,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 
 use crate::protocol::{self, Head};
+use crate::response::{self, BodySender, Stop};
 use crate::worker::{APP_LOAD_ERROR, WorkerArgs};
 use crate::{Failure, Reply};
 
@@ -681,7 +683,7 @@ async fn relay(
     }
     drop(frame);
     let mut reply = Some(reply);
-    let mut body: Option<mpsc::UnboundedSender<Result<Bytes, Failure>>> = None;
+    let mut body: Option<BodySender> = None;
     let mut cancelled = false;
     loop {
         let frame = match tokio::time::timeout_at(deadline, read_frame(read)).await {
@@ -703,7 +705,7 @@ async fn relay(
                     fail(reply, body.as_ref(), Failure::WorkerDied);
                     return Relay::Lost;
                 };
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = response::channel();
                 let answer = Reply::new(&head, rx);
                 body = Some(tx);
                 match (reply.take(), answer) {
@@ -721,10 +723,18 @@ async fn relay(
                 }
             }
             (protocol::BODY, payload) => {
-                let gone = body
-                    .as_ref()
-                    .is_none_or(|tx| tx.send(Ok(Bytes::from(payload))).is_err());
-                if gone && !cancelled {
+                if cancelled {
+                    continue;
+                }
+                let sent = match body.as_mut() {
+                    Some(tx) => tx.send(Bytes::from(payload)).await,
+                    None => Err(Stop::Gone),
+                };
+                if let Err(stop) = sent {
+                    if let (Stop::Spool(e), Some(tx)) = (&stop, body.as_ref()) {
+                        tracing::error!(mount = %config.name, error = %e, "cannot spool a response for a slow client; cutting it");
+                        tx.fail(Failure::Body);
+                    }
                     cancelled = cancel(write).await;
                 }
             }
@@ -759,12 +769,12 @@ async fn cancel(write: &mut OwnedWriteHalf) -> bool {
 /// else the body is cut (the client sees a truncated response).
 fn fail(
     reply: Option<oneshot::Sender<Result<Reply, Failure>>>,
-    body: Option<&mpsc::UnboundedSender<Result<Bytes, Failure>>>,
+    body: Option<&BodySender>,
     failure: Failure,
 ) {
     if let Some(reply) = reply {
         let _ = reply.send(Err(failure));
     } else if let Some(body) = body {
-        let _ = body.send(Err(failure));
+        body.fail(failure);
     }
 }

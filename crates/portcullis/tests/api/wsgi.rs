@@ -393,6 +393,65 @@ async fn slow_clients_never_hold_a_worker() {
     served.terminate().await;
 }
 
+/// The resident memory of process `pid`, in bytes.
+fn resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// A 200 MiB generated response to a client that reads nothing for a while
+/// costs the server bounded memory (it is spooled to a file), and the one
+/// worker is free for others meanwhile.
+#[tokio::test]
+async fn a_huge_response_to_a_slow_client_keeps_the_server_small() {
+    let site = Site::new().await;
+    let served = site.serve("", 1).await;
+    let pid = served.child.id().unwrap();
+    let client = reqwest::Client::new();
+    let (status, _) = get_json(&client, &served.url("/app/hello/"), &[]).await;
+    assert_eq!(status, 200);
+    let before = resident(pid);
+    let mut huge = client.get(served.url("/app/huge/")).send().await.unwrap();
+    assert_eq!(huge.status(), 200);
+    // One worker, one thread: it answers this only once it has handed
+    // over all of the 200 MiB the slow client has not read.
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(60),
+        get_json(&client, &served.url("/app/hello/"), &[]),
+    )
+    .await
+    .expect("the worker stayed held by a client that does not read");
+    assert_eq!(
+        (status, body),
+        (200, json!({"message": "hello", "user": null}))
+    );
+    let grown = resident(pid).saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "the server grew by {grown} bytes for a response its client did not read"
+    );
+    let mut length = 0usize;
+    let mut position = 0u8;
+    while let Some(chunk) = huge.chunk().await.unwrap() {
+        for &b in chunk.iter() {
+            assert_eq!(b, position, "byte {length} of the response");
+            position = position.wrapping_add(1);
+            length += 1;
+        }
+    }
+    assert_eq!(length, 200 << 20);
+    let (code, _) = served.terminate().await;
+    assert_eq!(code, 0);
+}
+
 #[tokio::test]
 async fn an_app_that_cannot_be_imported_stops_serve_with_the_reason() {
     let site = Site::new().await;

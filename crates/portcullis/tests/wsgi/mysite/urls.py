@@ -7,6 +7,7 @@ urlpatterns = [
     path("hello/", views.hello),
     path("stream/", views.stream),
     path("download/", views.download),
+    path("huge/", views.huge),
     path("upload/", views.upload),
     path("where/", views.where),
     path("crash/", views.crash),

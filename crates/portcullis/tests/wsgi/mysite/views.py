@@ -30,6 +30,13 @@ def stream(request):
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
+def huge(request):
+    """200 MiB made as fast as Python can, for a client that reads slowly."""
+    block = bytes(range(256)) * 4096
+
+    return StreamingHttpResponse((block for _ in range(200)), content_type="application/octet-stream")
+
+
 def download(request):
     path = Path(__file__).resolve().parent.parent / "download.bin"
     return FileResponse(open(path, "rb"), as_attachment=True, filename="download.bin")
