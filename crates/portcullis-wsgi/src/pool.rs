@@ -14,13 +14,15 @@
 //!   thread answers under the GIL, so a worker whose interpreter is stuck
 //!   outside any request is found too. A busy slot has its deadline.
 //! - Past `timeout`, a request is answered 504 and its worker killed
-//!   (SIGKILL) and replaced: a real request timeout, even for threaded
+//!   (SIGABRT, so faulthandler logs its Python traceback, then SIGKILL)
+//!   and replaced: a real request timeout, even for threaded
 //!   workers (gunicorn's heartbeat only times out sync workers).
 //! - A worker that dies (a signal, `os._exit`, the OOM killer) is replaced;
 //!   the requests its slots held are answered 502, the others never see it.
 //! - `max_requests` (+ jitter): a worker that has taken that many requests
-//!   takes no more; a replacement boots first, then the old one finishes
-//!   what it holds and exits. No request is dropped.
+//!   goes on serving while a replacement boots, then takes no more,
+//!   finishes what it holds and exits. No request is dropped, no capacity
+//!   lost.
 //! - [`Pool::reload`] (SIGHUP): a whole new generation boots; once every
 //!   new worker is ready, the old ones stop taking requests and exit when
 //!   idle. A new generation that fails to boot is logged and the old one
@@ -139,7 +141,8 @@ struct Worker {
     retiring: AtomicBool,
     retire: Notify,
     kill: Notify,
-    killed: AtomicBool,
+    /// Killed for a timeout: SIGABRT first, for the traceback.
+    timed_out: AtomicBool,
 }
 
 impl Worker {
@@ -149,10 +152,20 @@ impl Worker {
     }
 
     fn kill(&self) {
-        self.killed.store(true, Ordering::SeqCst);
         self.kill.notify_one();
     }
+
+    /// Kill a worker whose request ran past its timeout: SIGABRT, so that
+    /// faulthandler logs where Python was stuck, then SIGKILL after
+    /// [`ABORT_GRACE`] (gunicorn's order).
+    fn abort(&self) {
+        self.timed_out.store(true, Ordering::SeqCst);
+        self.kill();
+    }
 }
+
+/// How long a timed-out worker has to write its traceback after SIGABRT.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
 
 impl Pool {
     /// Start the workers in the background; [`Pool::ready`] tells when the
@@ -267,8 +280,8 @@ async fn arbiter(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Event>
                     tracing::debug!(mount = %config.name, pid = worker.pid, "worker retired");
                     continue;
                 }
-                if worker.killed.load(Ordering::SeqCst) {
-                    tracing::warn!(mount = %config.name, pid = worker.pid, "worker killed; starting a new one");
+                if worker.timed_out.load(Ordering::SeqCst) {
+                    tracing::warn!(mount = %config.name, pid = worker.pid, %status, "worker killed after its timeout; starting a new one");
                 } else {
                     tracing::error!(mount = %config.name, pid = worker.pid, %status, "worker died; starting a new one");
                 }
@@ -513,7 +526,7 @@ async fn accept_worker(
         retiring: AtomicBool::new(false),
         retire: Notify::new(),
         kill: Notify::new(),
-        killed: AtomicBool::new(false),
+        timed_out: AtomicBool::new(false),
     });
     Ok((worker, streams))
 }
@@ -524,10 +537,20 @@ async fn watch_child(shared: Arc<Shared>, worker: Arc<Worker>, mut child: Child)
     let status = tokio::select! {
         status = child.wait() => status,
         () = worker.kill.notified() => {
+            if worker.timed_out.load(Ordering::SeqCst) {
+                abort(worker.pid);
+                if let Ok(status) = tokio::time::timeout(ABORT_GRACE, child.wait()).await {
+                    return exited(&shared, &worker, status);
+                }
+            }
             let _ = child.start_kill();
             child.wait().await
         }
     };
+    exited(&shared, &worker, status);
+}
+
+fn exited(shared: &Shared, worker: &Worker, status: std::io::Result<std::process::ExitStatus>) {
     let status = match status {
         Ok(status) => describe_exit(status),
         Err(e) => e.to_string(),
@@ -536,6 +559,16 @@ async fn watch_child(shared: Arc<Shared>, worker: Arc<Worker>, mut child: Child)
         id: worker.id,
         status,
     });
+}
+
+/// SIGABRT to a worker (its faulthandler prints the Python traceback).
+fn abort(pid: u32) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::ABORT);
+    }
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
@@ -598,8 +631,10 @@ async fn read_frame(
 enum Relay {
     /// The worker answered in full (or the app failed cleanly).
     Done,
-    /// The worker is gone or out of its time: the slot ends.
+    /// The worker is gone: the slot ends.
     Lost,
+    /// The request ran past its timeout: the worker is killed, the slot ends.
+    TimedOut,
 }
 
 /// One connection to a worker thread: take a job, relay its answer, again.
@@ -618,7 +653,7 @@ async fn slot(shared: Arc<Shared>, worker: Arc<Worker>, stream: UnixStream) {
             () = tokio::time::sleep(ping_every) => {
                 if !ping(&mut read, &mut write, config.timeout).await {
                     tracing::error!(mount = %config.name, pid = worker.pid, "worker did not answer its heartbeat; replacing it");
-                    worker.kill();
+                    worker.abort();
                     return;
                 }
                 continue;
@@ -635,10 +670,14 @@ async fn slot(shared: Arc<Shared>, worker: Arc<Worker>, stream: UnixStream) {
                 worker.kill();
                 return;
             }
+            Relay::TimedOut => {
+                worker.abort();
+                return;
+            }
         }
-        if worker.limit > 0 && served >= worker.limit {
-            break;
-        }
+        // Past `max_requests` the worker goes on taking requests until its
+        // replacement is ready and the arbiter retires it: no lost
+        // capacity while the new one imports the app.
     }
     // Closing the connection ends the worker's thread; the process exits
     // when its last thread does.
@@ -696,7 +735,7 @@ async fn relay(
             Err(_) => {
                 tracing::error!(mount = %config.name, pid = worker.pid, timeout = ?config.timeout, "a request ran past the timeout; replacing its worker (504)");
                 fail(reply, body.as_ref(), Failure::Timeout);
-                return Relay::Lost;
+                return Relay::TimedOut;
             }
         };
         match frame {

@@ -641,19 +641,23 @@ async fn max_requests_recycles_workers_without_dropping_a_request() {
         let pool = start(config).await;
         (dir, pool)
     };
+    // A worker past its limit serves on until its replacement is ready, so
+    // go on until replacements have answered; every request is answered.
     let mut pids = std::collections::HashSet::new();
-    let mut calls = Vec::new();
-    for _ in 0..40 {
-        let pool = pool.clone();
-        calls.push(tokio::spawn(async move { get(&pool, "/pid").await }));
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while pids.len() < 6 && tokio::time::Instant::now() < deadline {
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let pool = pool.clone();
+            calls.push(tokio::spawn(async move { get(&pool, "/pid").await }));
+        }
+        for call in calls {
+            let answer = call.await.unwrap().unwrap();
+            assert_eq!(answer.status, 200);
+            pids.insert(answer.text());
+        }
     }
-    for call in calls {
-        let answer = call.await.unwrap().unwrap();
-        assert_eq!(answer.status, 200);
-        pids.insert(answer.text());
-    }
-    // 40 requests, at most 5 a worker: at least 8 workers served them.
-    assert!(pids.len() >= 8, "{} workers", pids.len());
+    assert!(pids.len() >= 6, "{} workers", pids.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

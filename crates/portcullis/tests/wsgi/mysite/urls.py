@@ -11,4 +11,9 @@ urlpatterns = [
     path("upload/", views.upload),
     path("where/", views.where),
     path("crash/", views.crash),
+    path("jwt-me/", views.jwt_me),
+    path("pid/", views.pid),
+    path("slow/", views.slow),
+    path("hang/", views.hang),
+    path("die/<str:how>/", views.die),
 ]
