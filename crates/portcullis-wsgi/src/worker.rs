@@ -12,16 +12,16 @@
 //!
 //! What PEP 3333 asks of the server side, and where it is done here:
 //! - `environ`: the CGI pairs from the server ([`crate::environ`]), each a
-//!   latin-1 `str`, and the `wsgi.*` keys ([`Constants`]);
+//!   latin-1 `str`, and the `wsgi.*` keys (`Constants`);
 //! - `wsgi.input`: an `io.BytesIO` over the body (or the spooled file
 //!   opened `rb`): `read(n)`, `read()`, `readline(n)`, `readlines(hint)`
 //!   and iteration all as Python's own file objects do them;
 //! - `wsgi.errors`: `sys.stderr`, which the server logs line by line;
 //! - `start_response(status, headers, exc_info=None)` returning `write`
-//!   ([`StartResponse`]);
+//!   (`StartResponse`);
 //! - the iterable: a list or tuple goes out as one buffer, anything else
 //!   chunk by chunk as it is made; `close()` is called on every path
-//!   ([`respond`]); a [`FileWrapper`] over a real file is read and sent by
+//!   (`respond`); a `FileWrapper` over a real file is read and sent by
 //!   Rust with the GIL released, never through Python bytes.
 
 use std::ffi::OsString;
