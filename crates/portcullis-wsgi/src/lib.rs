@@ -26,8 +26,10 @@
 //!   request body (received whole before the app is called: in memory up
 //!   to [`Body::MEMORY_LIMIT`], then in a temporary file the worker opens)
 //!   and the response (taken from the worker as fast as the app makes it,
-//!   sent at the client's pace). A slow client never holds a worker, which
-//!   is the job gunicorn's docs give to nginx.
+//!   sent at the client's pace: in memory up to
+//!   [`response::MEMORY_LIMIT`], then in a temporary file, see
+//!   [`response`]). A slow client never holds a worker, which is the job
+//!   gunicorn's docs give to nginx.
 //! - **The worker is small**: it turns the CGI pairs into a dict, adds the
 //!   `wsgi.*` keys, calls the app with the GIL held, and sends the response
 //!   with the GIL released ([`worker`]). A list response goes out as one
@@ -49,19 +51,18 @@
 pub mod environ;
 pub mod pool;
 pub mod protocol;
+pub mod response;
 pub mod worker;
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use http_body::{Body as HttpBody, Frame};
+use http_body::Body as HttpBody;
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use environ::{Environ, Origin};
 pub use pool::{Pool, PoolConfig, State};
+pub use response::ResponseBody;
 
 use pool::Job;
 use protocol::{BodyRef, Head, Request};
@@ -236,15 +237,12 @@ impl Pool {
 pub(crate) struct Reply {
     status: StatusCode,
     headers: http::HeaderMap,
-    body: mpsc::UnboundedReceiver<Result<Bytes, Failure>>,
+    body: ResponseBody,
 }
 
 impl Reply {
     /// Check the app's head as HTTP (the worker checked PEP 3333's rules).
-    pub(crate) fn new(
-        head: &Head<'_>,
-        body: mpsc::UnboundedReceiver<Result<Bytes, Failure>>,
-    ) -> Result<Self, String> {
+    pub(crate) fn new(head: &Head<'_>, body: ResponseBody) -> Result<Self, String> {
         let code = head.status.get(..3).unwrap_or_default();
         let status = StatusCode::from_bytes(code)
             .map_err(|_| format!("status {:?}", String::from_utf8_lossy(head.status)))?;
@@ -264,30 +262,9 @@ impl Reply {
     }
 
     fn into_response(self) -> http::Response<ResponseBody> {
-        let mut response = http::Response::new(ResponseBody { rx: self.body });
+        let mut response = http::Response::new(self.body);
         *response.status_mut() = self.status;
         *response.headers_mut() = self.headers;
         response
-    }
-}
-
-/// A response body as the worker sends it. Dropping it (the client went
-/// away) tells the worker to stop iterating and call `close()`.
-#[derive(Debug)]
-pub struct ResponseBody {
-    rx: mpsc::UnboundedReceiver<Result<Bytes, Failure>>,
-}
-
-impl HttpBody for ResponseBody {
-    type Data = Bytes;
-    type Error = Failure;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Failure>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
     }
 }

@@ -5,21 +5,24 @@
 //! - Each worker is a child process with `threads` connections to the
 //!   server, one per thread. A connection is a *slot*: a tokio task that
 //!   takes the next request from the pool's queue, sends it, and relays the
-//!   answer. A slot never waits on a client: body chunks go into an
-//!   unbounded channel as fast as the worker makes them, and the client
-//!   reads them at its own pace (the body was received whole before the
-//!   request was queued, see [`crate::Body`]).
+//!   answer. A slot does not wait on a client: body chunks are taken as
+//!   fast as the worker makes them, kept in memory up to
+//!   [`crate::response::MEMORY_LIMIT`] and beyond it in a temporary file,
+//!   and the client reads them at its own pace (the request body was
+//!   received whole before the request was queued, see [`crate::Body`]).
 //! - Heartbeat: an idle slot pings its thread every `timeout / 2`; the
 //!   thread answers under the GIL, so a worker whose interpreter is stuck
 //!   outside any request is found too. A busy slot has its deadline.
 //! - Past `timeout`, a request is answered 504 and its worker killed
-//!   (SIGKILL) and replaced: a real request timeout, even for threaded
+//!   (SIGABRT, so faulthandler logs its Python traceback, then SIGKILL)
+//!   and replaced: a real request timeout, even for threaded
 //!   workers (gunicorn's heartbeat only times out sync workers).
 //! - A worker that dies (a signal, `os._exit`, the OOM killer) is replaced;
 //!   the requests its slots held are answered 502, the others never see it.
 //! - `max_requests` (+ jitter): a worker that has taken that many requests
-//!   takes no more; a replacement boots first, then the old one finishes
-//!   what it holds and exits. No request is dropped.
+//!   goes on serving while a replacement boots, then takes no more,
+//!   finishes what it holds and exits. No request is dropped, no capacity
+//!   lost.
 //! - [`Pool::reload`] (SIGHUP): a whole new generation boots; once every
 //!   new worker is ready, the old ones stop taking requests and exit when
 //!   idle. A new generation that fails to boot is logged and the old one
@@ -42,6 +45,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 
 use crate::protocol::{self, Head};
+use crate::response::{self, BodySender, Stop};
 use crate::worker::{APP_LOAD_ERROR, WorkerArgs};
 use crate::{Failure, Reply};
 
@@ -137,7 +141,8 @@ struct Worker {
     retiring: AtomicBool,
     retire: Notify,
     kill: Notify,
-    killed: AtomicBool,
+    /// Killed for a timeout: SIGABRT first, for the traceback.
+    timed_out: AtomicBool,
 }
 
 impl Worker {
@@ -147,10 +152,20 @@ impl Worker {
     }
 
     fn kill(&self) {
-        self.killed.store(true, Ordering::SeqCst);
         self.kill.notify_one();
     }
+
+    /// Kill a worker whose request ran past its timeout: SIGABRT, so that
+    /// faulthandler logs where Python was stuck, then SIGKILL after
+    /// [`ABORT_GRACE`] (gunicorn's order).
+    fn abort(&self) {
+        self.timed_out.store(true, Ordering::SeqCst);
+        self.kill();
+    }
 }
+
+/// How long a timed-out worker has to write its traceback after SIGABRT.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
 
 impl Pool {
     /// Start the workers in the background; [`Pool::ready`] tells when the
@@ -265,8 +280,8 @@ async fn arbiter(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Event>
                     tracing::debug!(mount = %config.name, pid = worker.pid, "worker retired");
                     continue;
                 }
-                if worker.killed.load(Ordering::SeqCst) {
-                    tracing::warn!(mount = %config.name, pid = worker.pid, "worker killed; starting a new one");
+                if worker.timed_out.load(Ordering::SeqCst) {
+                    tracing::warn!(mount = %config.name, pid = worker.pid, %status, "worker killed after its timeout; starting a new one");
                 } else {
                     tracing::error!(mount = %config.name, pid = worker.pid, %status, "worker died; starting a new one");
                 }
@@ -511,7 +526,7 @@ async fn accept_worker(
         retiring: AtomicBool::new(false),
         retire: Notify::new(),
         kill: Notify::new(),
-        killed: AtomicBool::new(false),
+        timed_out: AtomicBool::new(false),
     });
     Ok((worker, streams))
 }
@@ -522,10 +537,20 @@ async fn watch_child(shared: Arc<Shared>, worker: Arc<Worker>, mut child: Child)
     let status = tokio::select! {
         status = child.wait() => status,
         () = worker.kill.notified() => {
+            if worker.timed_out.load(Ordering::SeqCst) {
+                abort(worker.pid);
+                if let Ok(status) = tokio::time::timeout(ABORT_GRACE, child.wait()).await {
+                    return exited(&shared, &worker, status);
+                }
+            }
             let _ = child.start_kill();
             child.wait().await
         }
     };
+    exited(&shared, &worker, status);
+}
+
+fn exited(shared: &Shared, worker: &Worker, status: std::io::Result<std::process::ExitStatus>) {
     let status = match status {
         Ok(status) => describe_exit(status),
         Err(e) => e.to_string(),
@@ -534,6 +559,16 @@ async fn watch_child(shared: Arc<Shared>, worker: Arc<Worker>, mut child: Child)
         id: worker.id,
         status,
     });
+}
+
+/// SIGABRT to a worker (its faulthandler prints the Python traceback).
+fn abort(pid: u32) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::ABORT);
+    }
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
@@ -596,8 +631,10 @@ async fn read_frame(
 enum Relay {
     /// The worker answered in full (or the app failed cleanly).
     Done,
-    /// The worker is gone or out of its time: the slot ends.
+    /// The worker is gone: the slot ends.
     Lost,
+    /// The request ran past its timeout: the worker is killed, the slot ends.
+    TimedOut,
 }
 
 /// One connection to a worker thread: take a job, relay its answer, again.
@@ -616,7 +653,7 @@ async fn slot(shared: Arc<Shared>, worker: Arc<Worker>, stream: UnixStream) {
             () = tokio::time::sleep(ping_every) => {
                 if !ping(&mut read, &mut write, config.timeout).await {
                     tracing::error!(mount = %config.name, pid = worker.pid, "worker did not answer its heartbeat; replacing it");
-                    worker.kill();
+                    worker.abort();
                     return;
                 }
                 continue;
@@ -633,10 +670,14 @@ async fn slot(shared: Arc<Shared>, worker: Arc<Worker>, stream: UnixStream) {
                 worker.kill();
                 return;
             }
+            Relay::TimedOut => {
+                worker.abort();
+                return;
+            }
         }
-        if worker.limit > 0 && served >= worker.limit {
-            break;
-        }
+        // Past `max_requests` the worker goes on taking requests until its
+        // replacement is ready and the arbiter retires it: no lost
+        // capacity while the new one imports the app.
     }
     // Closing the connection ends the worker's thread; the process exits
     // when its last thread does.
@@ -681,7 +722,7 @@ async fn relay(
     }
     drop(frame);
     let mut reply = Some(reply);
-    let mut body: Option<mpsc::UnboundedSender<Result<Bytes, Failure>>> = None;
+    let mut body: Option<BodySender> = None;
     let mut cancelled = false;
     loop {
         let frame = match tokio::time::timeout_at(deadline, read_frame(read)).await {
@@ -694,7 +735,7 @@ async fn relay(
             Err(_) => {
                 tracing::error!(mount = %config.name, pid = worker.pid, timeout = ?config.timeout, "a request ran past the timeout; replacing its worker (504)");
                 fail(reply, body.as_ref(), Failure::Timeout);
-                return Relay::Lost;
+                return Relay::TimedOut;
             }
         };
         match frame {
@@ -703,7 +744,7 @@ async fn relay(
                     fail(reply, body.as_ref(), Failure::WorkerDied);
                     return Relay::Lost;
                 };
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = response::channel();
                 let answer = Reply::new(&head, rx);
                 body = Some(tx);
                 match (reply.take(), answer) {
@@ -721,10 +762,18 @@ async fn relay(
                 }
             }
             (protocol::BODY, payload) => {
-                let gone = body
-                    .as_ref()
-                    .is_none_or(|tx| tx.send(Ok(Bytes::from(payload))).is_err());
-                if gone && !cancelled {
+                if cancelled {
+                    continue;
+                }
+                let sent = match body.as_mut() {
+                    Some(tx) => tx.send(Bytes::from(payload)).await,
+                    None => Err(Stop::Gone),
+                };
+                if let Err(stop) = sent {
+                    if let (Stop::Spool(e), Some(tx)) = (&stop, body.as_ref()) {
+                        tracing::error!(mount = %config.name, error = %e, "cannot spool a response for a slow client; cutting it");
+                        tx.fail(Failure::Body);
+                    }
                     cancelled = cancel(write).await;
                 }
             }
@@ -759,12 +808,12 @@ async fn cancel(write: &mut OwnedWriteHalf) -> bool {
 /// else the body is cut (the client sees a truncated response).
 fn fail(
     reply: Option<oneshot::Sender<Result<Reply, Failure>>>,
-    body: Option<&mpsc::UnboundedSender<Result<Bytes, Failure>>>,
+    body: Option<&BodySender>,
     failure: Failure,
 ) {
     if let Some(reply) = reply {
         let _ = reply.send(Err(failure));
     } else if let Some(body) = body {
-        let _ = body.send(Err(failure));
+        body.fail(failure);
     }
 }

@@ -209,6 +209,11 @@ fn load(py: Python<'_>, args: &WorkerArgs) -> Result<(Py<PyAny>, Constants), Str
     if let Some(venv) = &args.virtualenv {
         use_virtualenv(py, venv)?;
     }
+    // A worker past its timeout gets SIGABRT before SIGKILL: faulthandler
+    // then writes every thread's Python traceback to stderr, the log.
+    py.import("faulthandler")
+        .and_then(|f| f.call_method0("enable"))
+        .map_err(|e| describe(py, &e))?;
     let sys = py.import("sys").map_err(|e| describe(py, &e))?;
     let sys_path = sys
         .getattr("path")

@@ -404,6 +404,61 @@ def application(environ, start_response):
     assert!(body.frame().await.is_none());
 }
 
+/// This process's resident memory (the pool runs in it), in bytes.
+fn resident() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_response_to_a_client_that_does_not_read_costs_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    write_app(
+        dir.path(),
+        "huge",
+        r#"
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    if environ["PATH_INFO"] == "/small":
+        return [b"small"]
+    block = bytes(range(256)) * 4096
+    return (block for _ in range(200))
+"#,
+    );
+    let pool = start(config(dir.path(), "huge:application")).await;
+    let before = resident();
+    // 200 MiB made by a generator; the caller reads nothing yet.
+    let mut body = streamed(&pool).await;
+    // One worker with one thread: it answers this only once it has handed
+    // over the whole 200 MiB.
+    let small = get(&pool, "/small").await.unwrap();
+    assert_eq!((small.status, small.text().as_str()), (200, "small"));
+    let grown = resident().saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "resident memory grew by {grown} bytes for a response the client did not read"
+    );
+    let mut length = 0usize;
+    let mut position = 0u8;
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        for &b in &data {
+            assert_eq!(b, position, "byte {length} of the response");
+            position = position.wrapping_add(1);
+            length += 1;
+        }
+    }
+    assert_eq!(length, 200 << 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_stops_the_iterable_and_close_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -586,19 +641,23 @@ async fn max_requests_recycles_workers_without_dropping_a_request() {
         let pool = start(config).await;
         (dir, pool)
     };
+    // A worker past its limit serves on until its replacement is ready, so
+    // go on until replacements have answered; every request is answered.
     let mut pids = std::collections::HashSet::new();
-    let mut calls = Vec::new();
-    for _ in 0..40 {
-        let pool = pool.clone();
-        calls.push(tokio::spawn(async move { get(&pool, "/pid").await }));
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while pids.len() < 6 && tokio::time::Instant::now() < deadline {
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let pool = pool.clone();
+            calls.push(tokio::spawn(async move { get(&pool, "/pid").await }));
+        }
+        for call in calls {
+            let answer = call.await.unwrap().unwrap();
+            assert_eq!(answer.status, 200);
+            pids.insert(answer.text());
+        }
     }
-    for call in calls {
-        let answer = call.await.unwrap().unwrap();
-        assert_eq!(answer.status, 200);
-        pids.insert(answer.text());
-    }
-    // 40 requests, at most 5 a worker: at least 8 workers served them.
-    assert!(pids.len() >= 8, "{} workers", pids.len());
+    assert!(pids.len() >= 6, "{} workers", pids.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

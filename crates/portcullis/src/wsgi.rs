@@ -76,13 +76,7 @@ impl Apps {
     pub(crate) fn start(specs: &[WsgiMountSpec], _cores: usize) -> anyhow::Result<Self> {
         match specs.first() {
             None => Ok(Self::default()),
-            Some(spec) => Err(ConfigError(format!(
-                "{}: this portcullis was built without the WSGI server (cargo feature `wsgi`, on by default; \
-                 it needs Python 3's shared library at build time). Rebuild without --no-default-features, \
-                 or run the app under gunicorn behind an [[upstream]]",
-                spec.entry
-            ))
-            .into()),
+            Some(spec) => Err(ConfigError(built_without_wsgi(&spec.entry)).into()),
         }
     }
 
@@ -159,6 +153,17 @@ impl Apps {
     }
 }
 
+/// Why a build without the `wsgi` feature refuses the mount `entry`, and
+/// how to get one.
+#[cfg_attr(feature = "wsgi", allow(dead_code))]
+fn built_without_wsgi(entry: &str) -> String {
+    format!(
+        "{entry}: this portcullis was built without the WSGI server (cargo feature `wsgi`, on by default; \
+         it needs Python 3's shared library at build time). Rebuild without --no-default-features, \
+         or run the app under gunicorn behind an [[upstream]]"
+    )
+}
+
 /// `portcullis wsgi-worker …`: the process a pool starts (never by hand).
 #[must_use]
 pub fn worker(args: Vec<OsString>) -> ExitCode {
@@ -173,5 +178,20 @@ pub fn worker(args: Vec<OsString>) -> ExitCode {
             "error: this portcullis was built without the WSGI server (cargo feature `wsgi`)"
         );
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The refusal of a build without the feature (the one build the suite
+    /// makes has it): it names the mount, the feature and the ways out.
+    #[test]
+    fn a_build_without_the_feature_refuses_a_mount_saying_how_to_get_one() {
+        assert_eq!(
+            super::built_without_wsgi("[[wsgi]] #1 (prefix \"/app/\")"),
+            "[[wsgi]] #1 (prefix \"/app/\"): this portcullis was built without the WSGI server \
+             (cargo feature `wsgi`, on by default; it needs Python 3's shared library at build time). \
+             Rebuild without --no-default-features, or run the app under gunicorn behind an [[upstream]]"
+        );
     }
 }

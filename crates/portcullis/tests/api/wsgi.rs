@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Served, TestCert, run, serve_in};
+use crate::helpers::{SIGNING_KEY, Served, TestCert, run, serve_in};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -92,6 +92,11 @@ impl Site {
 
     /// `[[wsgi]]` for the Django project at `/app/`, plus `extra` TOML.
     fn config(&self, extra: &str, workers: usize) -> PathBuf {
+        self.config_with(extra, "", workers)
+    }
+
+    /// [`Site::config`] with more keys (`mount`) in the `[[wsgi]]` table.
+    fn config_with(&self, extra: &str, mount: &str, workers: usize) -> PathBuf {
         let toml = format!(
             r#"{extra}
 [[wsgi]]
@@ -99,7 +104,8 @@ prefix = "/app/"
 app = "mysite.wsgi:application"
 virtualenv = {venv:?}
 workers = {workers}
-env = {{ DJANGO_SETTINGS_MODULE = "mysite.settings", MYSITE_DB = {db:?} }}
+{mount}
+env = {{ DJANGO_SETTINGS_MODULE = "mysite.settings", MYSITE_DB = {db:?}, MYSITE_JWT_KEY = "{SIGNING_KEY}" }}
 "#,
             venv = self.venv.display().to_string(),
             db = self.dir.path().join("django.sqlite3").display().to_string(),
@@ -121,6 +127,17 @@ env = {{ DJANGO_SETTINGS_MODULE = "mysite.settings", MYSITE_DB = {db:?} }}
         let mut command = serve_in(self.dir.path());
         command.arg("--config").arg(self.config(extra, workers));
         Served::start(command).await.unwrap()
+    }
+
+    /// [`Site::serve`] with more keys in the `[[wsgi]]` table.
+    async fn serve_mount(&self, mount: &str, workers: usize) -> Served {
+        let mut command = serve_in(self.dir.path());
+        command
+            .arg("--config")
+            .arg(self.config_with("", mount, workers));
+        let served = Served::start(command).await.unwrap();
+        wait_ready(&served, &reqwest::Client::new(), &served.base).await;
+        served
     }
 }
 
@@ -393,6 +410,65 @@ async fn slow_clients_never_hold_a_worker() {
     served.terminate().await;
 }
 
+/// The resident memory of process `pid`, in bytes.
+fn resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// A 200 MiB generated response to a client that reads nothing for a while
+/// costs the server bounded memory (it is spooled to a file), and the one
+/// worker is free for others meanwhile.
+#[tokio::test]
+async fn a_huge_response_to_a_slow_client_keeps_the_server_small() {
+    let site = Site::new().await;
+    let served = site.serve("", 1).await;
+    let pid = served.child.id().unwrap();
+    let client = reqwest::Client::new();
+    let (status, _) = get_json(&client, &served.url("/app/hello/"), &[]).await;
+    assert_eq!(status, 200);
+    let before = resident(pid);
+    let mut huge = client.get(served.url("/app/huge/")).send().await.unwrap();
+    assert_eq!(huge.status(), 200);
+    // One worker, one thread: it answers this only once it has handed
+    // over all of the 200 MiB the slow client has not read.
+    let (status, body) = tokio::time::timeout(
+        Duration::from_mins(1),
+        get_json(&client, &served.url("/app/hello/"), &[]),
+    )
+    .await
+    .expect("the worker stayed held by a client that does not read");
+    assert_eq!(
+        (status, body),
+        (200, json!({"message": "hello", "user": null}))
+    );
+    let grown = resident(pid).saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "the server grew by {grown} bytes for a response its client did not read"
+    );
+    let mut length = 0usize;
+    let mut position = 0u8;
+    while let Some(chunk) = huge.chunk().await.unwrap() {
+        for &b in &chunk {
+            assert_eq!(b, position, "byte {length} of the response");
+            position = position.wrapping_add(1);
+            length += 1;
+        }
+    }
+    assert_eq!(length, 200 << 20);
+    let (code, _) = served.terminate().await;
+    assert_eq!(code, 0);
+}
+
 #[tokio::test]
 async fn an_app_that_cannot_be_imported_stops_serve_with_the_reason() {
     let site = Site::new().await;
@@ -489,4 +565,218 @@ async fn serve_dash_dash_wsgi_runs_an_app_from_the_working_directory() {
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.text().await.unwrap(), "|/x/y");
     served.terminate().await;
+}
+
+/// The failure bodies, through the mount's one error mapping.
+fn bad_gateway() -> Value {
+    json!({"detail": "The application's worker stopped while answering.", "code": "bad_gateway"})
+}
+
+async fn hello_is_answered(client: &reqwest::Client, served: &Served) {
+    let (status, body) = get_json(client, &served.url("/app/hello/"), &[]).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"message": "hello", "user": null})),
+        "{}",
+        served.log()
+    );
+}
+
+/// A worker that segfaults, `os._exit`s or gets `SIGKILL` (as the OOM killer
+/// does) costs only the request it held (502), and a new worker answers;
+/// requests on the other worker meanwhile see nothing.
+#[tokio::test]
+async fn a_worker_that_dies_is_502_for_its_request_only_and_replaced() {
+    let site = Site::new().await;
+    let served = site.serve("", 2).await;
+    let client = reqwest::Client::new();
+    // (A SIGSEGV sent with kill(2) rather than raised by a fault is not
+    // fatal in a worker: the Rust runtime's handler, chained by
+    // faulthandler, returns from it.)
+    for how in ["segfault", "exit", "sigkill"] {
+        let others: Vec<_> = (0..10)
+            .map(|_| {
+                let client = client.clone();
+                let url = served.url("/app/hello/");
+                tokio::spawn(async move {
+                    let answer = client.get(url).send().await.unwrap();
+                    (
+                        answer.status().as_u16(),
+                        answer.json::<Value>().await.unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let (status, body) = get_json(&client, &served.url(&format!("/app/die/{how}/")), &[]).await;
+        assert_eq!((status, body), (502, bad_gateway()), "{how}");
+        for other in others {
+            assert_eq!(
+                other.await.unwrap(),
+                (200, json!({"message": "hello", "user": null})),
+                "a request beside the {how} worker"
+            );
+        }
+        served.wait_for_log("worker died; starting a new one").await;
+        hello_is_answered(&client, &served).await;
+    }
+    let log = served.log();
+    assert!(log.contains("killed by signal 11"), "{log}");
+    assert!(log.contains("exit code 3"), "{log}");
+    assert!(
+        log.contains("killed by SIGKILL (perhaps out of memory)"),
+        "{log}"
+    );
+    let (code, _) = served.terminate().await;
+    assert_eq!(code, 0);
+}
+
+/// A request past `timeout` is 504; its worker gets SIGABRT first, so its
+/// Python traceback (faulthandler) is in the log, and a new worker answers.
+#[tokio::test]
+async fn a_hang_past_the_timeout_is_504_with_the_traceback_logged() {
+    let site = Site::new().await;
+    let served = site.serve_mount("timeout = 2", 1).await;
+    let client = reqwest::Client::new();
+    let (status, body) = get_json(&client, &served.url("/app/hang/"), &[]).await;
+    assert_eq!(
+        (status, body),
+        (
+            504,
+            json!({"detail": "The application did not answer in time.", "code": "gateway_timeout"})
+        )
+    );
+    let log = served.wait_for_log("Fatal Python error: Aborted").await;
+    assert!(log.contains("views.py\", line"), "{log}");
+    assert!(log.contains("in hang"), "{log}");
+    served
+        .wait_for_log("worker killed after its timeout; starting a new one")
+        .await;
+    hello_is_answered(&client, &served).await;
+    let (code, _) = served.terminate().await;
+    assert_eq!(code, 0);
+}
+
+/// `max_requests` recycles workers under load with no failed request, and
+/// the requests are answered by more than one process.
+#[tokio::test]
+async fn max_requests_recycles_under_load_without_a_failed_request() {
+    let site = Site::new().await;
+    let served = site.serve_mount("max_requests = 10", 1).await;
+    let client = reqwest::Client::new();
+    let mut pids = std::collections::BTreeSet::new();
+    let mut answered = 0;
+    // The old worker serves while its replacement imports Django, so go on
+    // until two replacements have answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while pids.len() < 3 && tokio::time::Instant::now() < deadline {
+        let batch: Vec<_> = (0..8)
+            .map(|_| {
+                let client = client.clone();
+                let url = served.url("/app/pid/");
+                tokio::spawn(async move {
+                    let answer = client.get(url).send().await.unwrap();
+                    (
+                        answer.status().as_u16(),
+                        answer.json::<Value>().await.unwrap(),
+                    )
+                })
+            })
+            .collect();
+        for answer in batch {
+            let (status, body) = answer.await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            pids.insert(body["pid"].as_u64().unwrap());
+            answered += 1;
+        }
+    }
+    assert!(
+        pids.len() >= 3,
+        "{answered} requests, max_requests 10, served by {pids:?}"
+    );
+    let (code, _) = served.terminate().await;
+    assert_eq!(code, 0);
+}
+
+/// SIGTERM with a request in flight: the request completes, serve exits 0.
+#[tokio::test]
+async fn sigterm_drains_a_request_in_flight() {
+    let site = Site::new().await;
+    let served = site.serve("", 1).await;
+    let client = reqwest::Client::new();
+    let url = served.url("/app/slow/");
+    let slow = tokio::spawn(async move {
+        let answer = client.get(url).send().await.unwrap();
+        (
+            answer.status().as_u16(),
+            answer.json::<Value>().await.unwrap(),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (code, log) = served.terminate().await;
+    assert_eq!(slow.await.unwrap(), (200, json!({"slept": 2})), "{log}");
+    assert_eq!(code, 0, "{log}");
+}
+
+/// A Django app that kept simplejwt's `JWTAuthentication` accepts
+/// portcullis's access token with the same key.
+#[tokio::test]
+async fn simplejwt_jwt_authentication_accepts_a_portcullis_token() {
+    let site = Site::new().await;
+    let served = site.serve("", 1).await;
+    let client = reqwest::Client::new();
+    let access = token(&served).await;
+    let bearer = format!("Bearer {access}");
+    let user_id = {
+        use base64::Engine as _;
+        let payload = access.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["user_id"].clone()
+    };
+    // The app's own user table has alice under the same id.
+    let create = tokio::process::Command::new(site.venv.join("bin/python"))
+        .args([
+            "manage.py",
+            "shell",
+            "-c",
+            &format!(
+                "from django.contrib.auth.models import User; User.objects.create(id={user_id}, username='alice')"
+            ),
+        ])
+        .current_dir(site.site())
+        .env("DJANGO_SETTINGS_MODULE", "mysite.settings")
+        .env("MYSITE_DB", site.dir.path().join("django.sqlite3"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        create.status.success(),
+        "{}",
+        String::from_utf8_lossy(&create.stderr)
+    );
+    let (status, body) = get_json(
+        &client,
+        &served.url("/app/jwt-me/"),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"username": "alice", "user_id": user_id}))
+    );
+    // A token signed with another key is refused by simplejwt itself.
+    let forged = format!("Bearer {}x", &access[..access.len() - 1]);
+    let (status, _) = get_json(
+        &client,
+        &served.url("/app/jwt-me/"),
+        &[("authorization", &forged)],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (code, _) = served.terminate().await;
+    assert_eq!(code, 0);
 }

@@ -37,6 +37,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
 }
+# An app that kept simplejwt's JWTAuthentication verifies portcullis's
+# tokens with the same key.
+SIMPLE_JWT = {"SIGNING_KEY": os.environ.get("MYSITE_JWT_KEY", SECRET_KEY)}
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 # Errors to stderr, which portcullis logs (with DEBUG off Django logs

@@ -1,12 +1,16 @@
+import ctypes
 import hashlib
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from django.http import FileResponse, JsonResponse, StreamingHttpResponse
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework_simplejwt.authentication import JWTAuthentication
 
 
 @api_view(["GET"])
@@ -28,6 +32,13 @@ def stream(request):
             yield f"chunk {i}\n".encode()
 
     return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
+def huge(request):
+    """200 MiB made as fast as Python can, for a client that reads slowly."""
+    block = bytes(range(256)) * 4096
+
+    return StreamingHttpResponse((block for _ in range(200)), content_type="application/octet-stream")
 
 
 def download(request):
@@ -64,3 +75,36 @@ def where(request):
 
 def crash(request):
     raise RuntimeError("a secret in the traceback")
+
+
+@api_view(["GET"])
+@authentication_classes([JWTAuthentication])
+def jwt_me(request):
+    """An app that kept simplejwt's own authentication: the same token works."""
+    return Response({"username": request.user.username, "user_id": request.auth["user_id"]})
+
+
+def pid(request):
+    return JsonResponse({"pid": os.getpid()})
+
+
+def slow(request):
+    time.sleep(2)
+    return JsonResponse({"slept": 2})
+
+
+def hang(request):
+    while True:
+        time.sleep(0.1)
+
+
+def die(request, how):
+    """A worker that dies while it holds the request."""
+    if how == "segfault":
+        ctypes.string_at(0)
+    elif how == "exit":
+        os._exit(3)
+    elif how == "sigkill":
+        # What the out-of-memory killer does.
+        os.kill(os.getpid(), signal.SIGKILL)
+    return JsonResponse({"alive": how})
