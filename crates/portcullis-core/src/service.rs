@@ -118,6 +118,9 @@ pub trait KeySource: Send + Sync + std::fmt::Debug {
 pub struct AuthService {
     engine: TokenEngine,
     store: Arc<dyn Store>,
+    /// The same store without the account cache: read when a revoked
+    /// token's user may have changed elsewhere (see [`Self::authenticate`]).
+    uncached: Arc<dyn Store>,
     hasher: PasswordHasher,
     settings: Arc<AuthSettings>,
     key_source: Option<Arc<dyn KeySource>>,
@@ -125,10 +128,10 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    /// Wire the flows together. Accounts read by id are cached for about
-    /// a second, and forgotten whenever written through [`Self::store`]
-    /// (see `user_cache.rs`): an authenticated request costs no database
-    /// round trip.
+    /// Wire the flows together. Accounts read by id are cached, and
+    /// forgotten whenever written through [`Self::store`] or changed
+    /// elsewhere (see `user_cache.rs`): an authenticated request costs no
+    /// database round trip.
     #[must_use]
     pub fn new(
         engine: TokenEngine,
@@ -138,7 +141,8 @@ impl AuthService {
     ) -> Self {
         Self {
             engine,
-            store: Arc::new(CachingStore::new(store)),
+            store: Arc::new(CachingStore::new(Arc::clone(&store))),
+            uncached: store,
             hasher,
             settings: Arc::new(settings),
             key_source: None,
@@ -338,23 +342,21 @@ impl AuthService {
         // or deleted user's token, whose sessions ended with the account,
         // is refused as simplejwt refuses it, "User is inactive" or
         // "User not found".
-        let user = match token.user_id(self.engine.settings()) {
+        let id = match token.user_id(self.engine.settings()) {
             UserIdClaim::Missing => return Err(AuthError::NoUserIdentification),
             // 5.5.1 answers 500 for an id the database cannot coerce.
             UserIdClaim::Falsy | UserIdClaim::NotAnId => return Err(AuthError::UserNotFound),
-            UserIdClaim::Id(id) => self
-                .store
-                .user_by_id(id)
-                .await?
-                .ok_or(AuthError::UserNotFound)?,
+            UserIdClaim::Id(id) => id,
         };
-        if self.settings.check_user_is_active && !user.is_active {
-            return Err(AuthError::UserInactive);
-        }
-        if self.settings.check_revoke_token && !self.revoke_claim_matches(&token, &user) {
-            return Err(AuthError::PasswordChanged);
-        }
+        let user = self.store.user_by_id(id).await?;
+        let user = self.check_user(&token, user)?;
         if self.is_revoked(&token) {
+            // The revocation may be the account change's own doing (a
+            // deactivation or deletion ends the sessions) and reach this
+            // node before the account change does (on PostgreSQL the two
+            // notifications race): the account is read again from the
+            // database, so the answer still names the account first.
+            self.check_user(&token, self.uncached.user_by_id(id).await?)?;
             // simplejwt's shape for a blacklisted token on an authenticated
             // endpoint (its sliding tokens answer this way).
             let token_type = match self.engine.settings().token_type_claim.as_deref() {
@@ -369,6 +371,20 @@ impl AuthService {
             }]));
         }
         Ok(Some(Authenticated { user, token }))
+    }
+
+    /// simplejwt's `get_user` checks of an access token's account, in its
+    /// order: found, active, and (with `CHECK_REVOKE_TOKEN`) the password
+    /// the token was issued under.
+    fn check_user(&self, token: &Token, user: Option<User>) -> Result<User, AuthError> {
+        let user = user.ok_or(AuthError::UserNotFound)?;
+        if self.settings.check_user_is_active && !user.is_active {
+            return Err(AuthError::UserInactive);
+        }
+        if self.settings.check_revoke_token && !self.revoke_claim_matches(token, &user) {
+            return Err(AuthError::PasswordChanged);
+        }
+        Ok(user)
     }
 
     /// `POST /api/token/logout/`: end the caller's session, its access
