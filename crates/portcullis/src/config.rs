@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use portcullis_core::{AuthSettings, HashParams, ThrottleSettings};
 use portcullis_http::RefreshCookie;
+use portcullis_server::{AccessLog, Mount, ServerSettings};
 use portcullis_token::{Audience, TokenSettings, TokenType};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -377,46 +378,6 @@ impl Default for Config {
     }
 }
 
-/// How requests are logged (`ACCESS_LOG`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessLog {
-    /// No access lines.
-    Off,
-    /// One `key=value` line per request.
-    Text,
-    /// The whole log as JSON lines, one per request among them.
-    Json,
-}
-
-/// The checked settings of the server front: TLS, listeners and limits.
-#[derive(Debug, Clone)]
-pub struct FrontSettings {
-    /// The PEM certificate chain and key files, when TLS is on.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// `Strict-Transport-Security` max-age in seconds (sent with TLS only).
-    pub hsts_max_age: u64,
-    /// The plain-HTTP listener that redirects to HTTPS.
-    pub redirect_bind: Option<SocketAddr>,
-    /// The admin listener for `/metrics`.
-    pub metrics_bind: Option<SocketAddr>,
-    /// The access log.
-    pub access_log: AccessLog,
-    /// Request line plus headers, in bytes.
-    pub max_header_bytes: usize,
-    /// Request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Time to answer one request.
-    pub request_timeout: std::time::Duration,
-    /// Time to send the request headers (and the TLS handshake).
-    pub header_read_timeout: std::time::Duration,
-    /// Idle time before a connection is closed.
-    pub keep_alive_timeout: std::time::Duration,
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Bound on the drain after SIGTERM.
-    pub shutdown_timeout: std::time::Duration,
-}
-
 /// A configuration that cannot be used, with where the value came from.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -669,7 +630,7 @@ impl Loaded {
     }
 
     /// `UPSTREAM_CONNECT_TIMEOUT` and `UPSTREAM_READ_TIMEOUT`, checked.
-    pub fn proxy_timeouts(&self) -> Result<portcullis_front::ProxyTimeouts, ConfigError> {
+    pub fn proxy_timeouts(&self) -> Result<portcullis_server::ProxyTimeouts, ConfigError> {
         let seconds = |key: &str, value: Seconds| {
             u64::try_from(value.0)
                 .ok()
@@ -682,7 +643,7 @@ impl Loaded {
                     ))
                 })
         };
-        Ok(portcullis_front::ProxyTimeouts {
+        Ok(portcullis_server::ProxyTimeouts {
             connect: seconds(
                 "upstream_connect_timeout",
                 self.config.upstream_connect_timeout,
@@ -693,16 +654,9 @@ impl Loaded {
 
     /// The `[[static]]` and `[[upstream]]` mounts, checked. Each error
     /// names the entry (`[[static]] #2, prefix "/media/"`) and how to fix it.
-    pub fn mounts(
-        &self,
-    ) -> Result<
-        (
-            Vec<portcullis_front::StaticMount>,
-            Vec<portcullis_front::Upstream>,
-        ),
-        ConfigError,
-    > {
+    pub fn mounts(&self) -> Result<Vec<Mount>, ConfigError> {
         let c = &self.config;
+        let timeouts = self.proxy_timeouts()?;
         let mut seen: Vec<String> = Vec::new();
         let mut check_prefix = |table: &str, origin: &str, prefix: &str| {
             let entry = format!("{table} (prefix {prefix:?}, from {origin})");
@@ -737,7 +691,7 @@ impl Loaded {
             Ok(entry)
         };
         let origin = self.source("static");
-        let mut statics = Vec::with_capacity(c.statics.len());
+        let mut mounts = Vec::with_capacity(c.statics.len() + c.upstreams.len());
         for (i, s) in c.statics.iter().enumerate() {
             let entry = check_prefix(&format!("[[static]] #{}", i + 1), &origin, &s.prefix)?;
             let cache_control = match s.cache_control.as_deref() {
@@ -748,23 +702,22 @@ impl Loaded {
                     ))
                 })?),
             };
-            let mount = portcullis_front::StaticMount::new(s.prefix.clone(), &s.dir, cache_control)
+            let mount = portcullis_server::StaticMount::new(s.prefix.clone(), &s.dir, cache_control)
                 .map_err(|e| {
                     ConfigError(format!(
                         "{entry}: dir {} cannot be served ({e}); set dir to an existing directory (relative paths are from the working directory)",
                         s.dir.display()
                     ))
                 })?;
-            statics.push(mount);
+            mounts.push(Mount::Static(mount));
         }
         let origin = self.source("upstream");
-        let mut upstreams = Vec::with_capacity(c.upstreams.len());
         for (i, u) in c.upstreams.iter().enumerate() {
             let entry = check_prefix(&format!("[[upstream]] #{}", i + 1), &origin, &u.prefix)?;
             let auth = match u.auth.as_str() {
-                "required" => portcullis_front::AuthMode::Required,
-                "optional" => portcullis_front::AuthMode::Optional,
-                "none" => portcullis_front::AuthMode::None,
+                "required" => portcullis_server::AuthMode::Required,
+                "optional" => portcullis_server::AuthMode::Optional,
+                "none" => portcullis_server::AuthMode::None,
                 other => {
                     return Err(ConfigError(format!(
                         "{entry}: auth {other:?} is not one of \"required\", \"optional\", \"none\""
@@ -772,15 +725,21 @@ impl Loaded {
                 }
             };
             let upstream =
-                portcullis_front::Upstream::new(u.prefix.clone(), u.url.trim(), auth, u.strip_prefix)
+                portcullis_server::Upstream::new(
+                u.prefix.clone(),
+                u.url.trim(),
+                auth,
+                u.strip_prefix,
+                timeouts,
+            )
                     .map_err(|e| {
                         ConfigError(format!(
                             "{entry}: url {e}; use the application's address, such as \"http://127.0.0.1:8001\""
                         ))
                     })?;
-            upstreams.push(upstream);
+            mounts.push(Mount::Upstream(upstream));
         }
-        Ok((statics, upstreams))
+        Ok(mounts)
     }
 
     /// Cookie mode (`REFRESH_COOKIE`), checked: `None` when off.
@@ -858,8 +817,8 @@ impl Loaded {
             .transpose()
     }
 
-    /// The front's settings (TLS, listeners, limits, logging), checked.
-    pub fn front(&self) -> Result<FrontSettings, ConfigError> {
+    /// The server's settings (TLS, listeners, limits, logging), checked.
+    pub fn server(&self) -> Result<ServerSettings, ConfigError> {
         let c = &self.config;
         let tls = match (&c.tls_cert_file, &c.tls_key_file) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
@@ -915,7 +874,7 @@ impl Loaded {
                 Ok(std::time::Duration::from_secs(value.0.unsigned_abs()))
             }
         };
-        Ok(FrontSettings {
+        Ok(ServerSettings {
             tls,
             hsts_max_age: c.hsts_max_age.0.unsigned_abs(),
             redirect_bind,

@@ -1,20 +1,13 @@
-//! The production front: what lets an API deployment drop the nginx in
-//! front of its application server.
-//!
-//! - [`StaticMount`]: `[[static]]` directories served with precompressed
-//!   variants, validators, conditional and range requests, and no way out
-//!   of the directory.
-//! - [`Upstream`]: `[[upstream]]` routes forwarded to an HTTP application
-//!   (gunicorn, anything), authenticated by portcullis on the way.
+//! The mounts: what answers a request no API route takes.
 //!
 //! Routing precedence: the API's own routes ([`portcullis_http::API_PATHS`]
 //! and the rest of the router) come first; a request no route takes goes to
-//! the mount with the longest matching prefix, `[[static]]` and
-//! `[[upstream]]` alike; a request no mount takes is the API's 404.
-
-mod proxy;
-mod static_cache;
-mod static_files;
+//! the mount with the longest matching prefix, whatever its kind; a request
+//! no mount takes is the API's 404.
+//!
+//! A kind of mount is a variant of [`Mount`]: its prefix and its answer
+//! are matched in [`Mount::prefix`] and [`Mounts::handle`], the only two
+//! places that know every kind.
 
 use std::sync::Arc;
 
@@ -23,12 +16,12 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use portcullis_http::{ApiError, AppState};
 
-pub use proxy::{AuthMode, ForwardedProto, ProxyTimeouts, Upstream};
-pub use static_files::StaticMount;
+use crate::proxy::Upstream;
+use crate::static_files::StaticMount;
 
 /// Every mount, ready to serve. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Front {
+pub struct Mounts {
     inner: Arc<Inner>,
 }
 
@@ -37,17 +30,21 @@ struct Inner {
     /// Longest prefix first, so the first match is the most specific.
     mounts: Vec<Mount>,
     state: AppState,
-    timeouts: ProxyTimeouts,
 }
 
+/// One mount, of any kind.
 #[derive(Debug)]
-enum Mount {
+pub enum Mount {
+    /// `[[static]]`: files from a directory.
     Static(StaticMount),
+    /// `[[upstream]]`: an HTTP application behind the proxy.
     Upstream(Upstream),
 }
 
 impl Mount {
-    fn prefix(&self) -> &str {
+    /// The path prefix the mount answers under (starts and ends with `/`).
+    #[must_use]
+    pub fn prefix(&self) -> &str {
         match self {
             Self::Static(mount) => &mount.prefix,
             Self::Upstream(upstream) => &upstream.prefix,
@@ -55,27 +52,13 @@ impl Mount {
     }
 }
 
-impl Front {
-    /// The front for these mounts, authenticating with `state`'s service.
+impl Mounts {
+    /// These mounts, authenticating with `state`'s service.
     #[must_use]
-    pub fn new(
-        state: AppState,
-        statics: Vec<StaticMount>,
-        upstreams: Vec<Upstream>,
-        timeouts: ProxyTimeouts,
-    ) -> Self {
-        let mut mounts: Vec<Mount> = statics
-            .into_iter()
-            .map(Mount::Static)
-            .chain(upstreams.into_iter().map(Mount::Upstream))
-            .collect();
+    pub fn new(state: AppState, mut mounts: Vec<Mount>) -> Self {
         mounts.sort_by_key(|mount| std::cmp::Reverse(mount.prefix().len()));
         Self {
-            inner: Arc::new(Inner {
-                mounts,
-                state,
-                timeouts,
-            }),
+            inner: Arc::new(Inner { mounts, state }),
         }
     }
 
@@ -87,8 +70,8 @@ impl Front {
             return api;
         }
         api.fallback(move |request: Request| {
-            let front = self.clone();
-            async move { front.handle(request).await }
+            let mounts = self.clone();
+            async move { mounts.handle(request).await }
         })
     }
 
@@ -101,11 +84,7 @@ impl Front {
         };
         match mount {
             Some(Mount::Static(mount)) => mount.serve(&request),
-            Some(Mount::Upstream(upstream)) => {
-                upstream
-                    .forward(request, &inner.state, inner.timeouts)
-                    .await
-            }
+            Some(Mount::Upstream(upstream)) => upstream.forward(request, &inner.state).await,
             None => ApiError::NotFound.into_response(),
         }
     }

@@ -69,6 +69,7 @@ pub struct Upstream {
     base_path: String,
     auth: AuthMode,
     strip_prefix: bool,
+    timeouts: ProxyTimeouts,
     /// The kept connections, shared by the route's clones.
     pool: Arc<Pool>,
 }
@@ -80,6 +81,7 @@ impl Upstream {
         url: &str,
         auth: AuthMode,
         strip_prefix: bool,
+        timeouts: ProxyTimeouts,
     ) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
@@ -105,16 +107,13 @@ impl Upstream {
             base_path: uri.path().trim_end_matches('/').to_owned(),
             auth,
             strip_prefix,
+            timeouts,
             pool: Arc::default(),
         })
     }
 
-    pub(crate) async fn forward(
-        &self,
-        mut request: Request,
-        state: &AppState,
-        timeouts: ProxyTimeouts,
-    ) -> Response {
+    pub(crate) async fn forward(&self, mut request: Request, state: &AppState) -> Response {
+        let timeouts = self.timeouts;
         let user = match self.authenticate(request.headers(), state).await {
             Ok(user) => user,
             Err(e) => {
