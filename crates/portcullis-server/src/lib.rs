@@ -30,8 +30,8 @@ mod tls;
 
 pub use middleware::REQUEST_ID;
 pub use mounts::{Mount, Mounts};
-pub use proxy::{AuthMode, ForwardedProto, ProxyTimeouts, Upstream};
+pub use proxy::{AuthMode, ForwardedProto, ProxyTimeouts, Upstream, UpstreamUrlError};
 pub use serve::{Listener, flush_access_log, main_router, metrics_router, redirect_router, serve};
 pub use settings::{AccessLog, ServerSettings};
 pub use static_files::StaticMount;
-pub use tls::Tls;
+pub use tls::{Tls, TlsError};

@@ -163,19 +163,7 @@ fn too_large(headers: &HeaderMap, limit: usize) -> bool {
 /// body and the queue for a password-hashing slot; both say "try again"
 /// (RFC 9110 §15.5.9), and the connection is closed as 408 asks.
 fn timed_out(limit: Duration) -> Response {
-    let body = serde_json::json!({
-        "detail": format!(
-            "The request was not completed within {} seconds (REQUEST_TIMEOUT).",
-            limit.as_secs()
-        ),
-        "code": "request_timeout",
-    });
-    (
-        StatusCode::REQUEST_TIMEOUT,
-        [(header::CONNECTION, HeaderValue::from_static("close"))],
-        axum::Json(body),
-    )
-        .into_response()
+    ApiError::RequestTimeout(limit.as_secs()).into_response()
 }
 
 /// The plain-HTTP listener's only answer: 308 to the same path and query
@@ -184,11 +172,7 @@ fn timed_out(limit: Duration) -> Response {
 pub(crate) async fn redirect(
     State(https_port): State<u16>,
     request: Request,
-) -> Result<Response, (StatusCode, &'static str)> {
-    let bad = (
-        StatusCode::BAD_REQUEST,
-        "A Host header naming this server is required.\n",
-    );
+) -> Result<Response, ApiError> {
     let authority = match request.headers().get(header::HOST) {
         Some(host) => host
             .to_str()
@@ -196,10 +180,10 @@ pub(crate) async fn redirect(
             .and_then(|h| h.parse::<axum::http::uri::Authority>().ok()),
         None => request.uri().authority().cloned(),
     }
-    .ok_or(bad)?;
+    .ok_or(ApiError::MissingHost)?;
     let host = authority.host();
     if host.is_empty() || authority.as_str().contains('@') {
-        return Err(bad);
+        return Err(ApiError::MissingHost);
     }
     let port = if https_port == 443 {
         String::new()
@@ -210,8 +194,8 @@ pub(crate) async fn redirect(
         .uri()
         .path_and_query()
         .map_or("/", axum::http::uri::PathAndQuery::as_str);
-    let location =
-        HeaderValue::from_str(&format!("https://{host}{port}{target}")).map_err(|_| bad)?;
+    let location = HeaderValue::from_str(&format!("https://{host}{port}{target}"))
+        .map_err(|_| ApiError::MissingHost)?;
     Ok((
         StatusCode::PERMANENT_REDIRECT,
         [(header::LOCATION, location)],

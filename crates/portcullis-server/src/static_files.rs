@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use portcullis_http::ApiError;
-use serde_json::json;
 
 use crate::representation::Representation;
 use crate::static_cache::{self, Cache};
@@ -589,17 +588,58 @@ fn not_found() -> Response {
 }
 
 fn forbidden() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        axum::Json(json!({"detail": "You do not have permission to perform this action."})),
-    )
-        .into_response()
+    ApiError::PermissionDenied.into_response()
 }
 
 fn server_error() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(json!({"detail": "A server error occurred."})),
-    )
-        .into_response()
+    ApiError::Internal.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(response: Response) -> (StatusCode, Option<String>, String) {
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    /// A file the server may not read is nginx's 403, with DRF's body
+    /// (the tests run as root, who reads every file, so not over HTTP).
+    #[tokio::test]
+    async fn an_unreadable_file_is_403() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            answer(io_failure(Path::new("secret"), &denied)).await,
+            (
+                StatusCode::FORBIDDEN,
+                Some("application/json".to_owned()),
+                r#"{"detail":"You do not have permission to perform this action."}"#.to_owned()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn another_failure_is_500() {
+        let other = io::Error::other("disk on fire");
+        assert_eq!(
+            answer(io_failure(Path::new("file"), &other)).await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("application/json".to_owned()),
+                r#"{"detail":"A server error occurred."}"#.to_owned()
+            )
+        );
+    }
 }

@@ -63,7 +63,9 @@ impl Application {
         // database is touched.
         let server = loaded.server()?;
         let tls = match &server.tls {
-            Some((cert, key)) => Some(Arc::new(Tls::load(cert, key).map_err(ConfigError)?)),
+            Some((cert, key)) => Some(Arc::new(
+                Tls::load(cert, key).map_err(|e| ConfigError(e.to_string()))?,
+            )),
             None => None,
         };
         let rotation = Rotation::from_settings(loaded)?;
