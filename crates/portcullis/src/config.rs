@@ -427,9 +427,9 @@ impl Loaded {
     }
 
     fn extract(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError(format!("invalid setting: {e}")))?;
+        let config: Config = figment.extract().map_err(|e| {
+            ConfigError(unknown_setting(&e).unwrap_or_else(|| format!("invalid setting: {e}")))
+        })?;
         Ok(Self { config, figment })
     }
 
@@ -924,6 +924,84 @@ impl Loaded {
     }
 }
 
+/// An unknown setting named as it was written (`PORTCULLIS_ACESS_TOKEN_LIFETIME`
+/// in the environment, `acess_token_lifetime` in a file), with the
+/// closest known name; `None` for any other error.
+fn unknown_setting(error: &figment::Error) -> Option<String> {
+    let figment::error::Kind::UnknownField(found, expected) = &error.kind else {
+        return None;
+    };
+    let from_env = error
+        .metadata
+        .as_ref()
+        .is_some_and(|meta| meta.name.contains("environment"));
+    let closest = closest_name(found, expected);
+    if from_env {
+        let written = format!("PORTCULLIS_{}", found.to_ascii_uppercase());
+        let hint = closest.map_or_else(String::new, |name| {
+            format!("; did you mean PORTCULLIS_{}?", name.to_ascii_uppercase())
+        });
+        return Some(format!(
+            "the environment variable {written} is not a setting{hint}"
+        ));
+    }
+    let source = match error
+        .metadata
+        .as_ref()
+        .and_then(|meta| meta.source.as_ref())
+    {
+        Some(figment::Source::File(path)) => format!("config file {}", path.display()),
+        _ => "the settings".to_owned(),
+    };
+    // The path ends with the key itself; before it, the table it is in.
+    let table = match error.path.split_last() {
+        Some((_, table)) if !table.is_empty() => format!(" in [{}]", table.join(".")),
+        _ => String::new(),
+    };
+    let hint = closest.map_or_else(String::new, |name| format!("; did you mean `{name}`?"));
+    Some(format!(
+        "`{found}`{table} in {source} is not a setting{hint}"
+    ))
+}
+
+/// The known name nearest to `found` by edit distance, if it is near
+/// enough to be a typo (at most a third of its length, and at least 1).
+fn closest_name<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
+    let found = found.to_ascii_lowercase();
+    let limit = (found.len() / 3).max(1);
+    known
+        .iter()
+        .map(|name| (edit_distance(&found, name), *name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance over bytes (setting names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.bytes().enumerate() {
+            let substitute = previous.get(j).copied().unwrap_or(usize::MAX) + usize::from(ca != cb);
+            let delete = previous
+                .get(j + 1)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            let insert = current
+                .get(j)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            current.push(substitute.min(delete).min(insert));
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or(0)
+}
+
 fn read_key_file(path: &Path, origin: &str) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("{origin}: cannot read {}: {e}", path.display())))?;
@@ -961,6 +1039,19 @@ mod tests {
                 .contains("\"soon\" is not a duration")
         );
         assert!(seconds("-5").is_err());
+    }
+
+    #[test]
+    fn typos_find_the_nearest_name() {
+        let known = ["access_token_lifetime", "refresh_token_lifetime", "bind"];
+        assert_eq!(
+            closest_name("acess_token_lifetime", &known),
+            Some("access_token_lifetime")
+        );
+        assert_eq!(closest_name("bnd", &known), Some("bind"));
+        assert_eq!(closest_name("colour", &known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]
