@@ -954,8 +954,12 @@ fn unknown_setting(error: &figment::Error) -> Option<String> {
         _ => "the settings".to_owned(),
     };
     // The path ends with the key itself; before it, the table it is in.
-    let table = match error.path.split_last() {
-        Some((_, table)) if !table.is_empty() => format!(" in [{}]", table.join(".")),
+    let table = match error.path.split_last().map(|(_, table)| table) {
+        Some([array, index]) => match index.parse::<usize>() {
+            Ok(i) => format!(" in [[{array}]] #{}", i + 1),
+            Err(_) => format!(" in [{array}.{index}]"),
+        },
+        Some(table) if !table.is_empty() => format!(" in [{}]", table.join(".")),
         _ => String::new(),
     };
     let hint = closest.map_or_else(String::new, |name| format!("; did you mean `{name}`?"));
@@ -965,7 +969,8 @@ fn unknown_setting(error: &figment::Error) -> Option<String> {
 }
 
 /// The known name nearest to `found` by edit distance, if it is near
-/// enough to be a typo (at most a third of its length, and at least 1).
+/// enough to be a typo (at most a third of its length, and at least 1),
+/// else a known name that `found` begins.
 fn closest_name<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
     let found = found.to_ascii_lowercase();
     let limit = (found.len() / 3).max(1);
@@ -975,6 +980,13 @@ fn closest_name<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, name)| name)
+        // A shortened name (`strip` for `strip_prefix`).
+        .or_else(|| {
+            known
+                .iter()
+                .find(|name| found.len() >= 3 && name.starts_with(found.as_str()))
+                .copied()
+        })
 }
 
 /// Levenshtein distance over bytes (setting names are ASCII).
@@ -1050,6 +1062,10 @@ mod tests {
         );
         assert_eq!(closest_name("bnd", &known), Some("bind"));
         assert_eq!(closest_name("colour", &known), None);
+        assert_eq!(
+            closest_name("refresh", &known),
+            Some("refresh_token_lifetime")
+        );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
     }

@@ -534,7 +534,10 @@ fn bad_mounts_are_refused_with_the_fix() {
         Loaded::from_toml("[[upstream]]\nprefix = \"/a/\"\nurl = \"http://x\"\nstrip = true\n")
             .unwrap_err()
             .0;
-    assert!(unknown.contains("found `strip`"), "{unknown}");
+    assert_eq!(
+        unknown,
+        "`strip` in [[upstream]] #1 in the settings is not a setting; did you mean `strip_prefix`?"
+    );
 }
 
 fn upstream_toml(upstream: &str, auth: &str, extra: &str) -> String {
