@@ -6,6 +6,7 @@
 //! [`AuthError`] into responses, and a storage crate implements [`Store`].
 
 mod error;
+mod maintenance;
 mod password;
 mod revocation;
 mod service;

@@ -473,8 +473,7 @@ impl AuthService {
 
     /// Deactivate a user, ending every session first (ASVS V7.4.2): a
     /// disabled account keeps no session, even if it is enabled again.
-    /// `false` if there is no such user. The CLI's `user deactivate` does
-    /// the same two store steps.
+    /// `false` if there is no such user. The CLI's `user deactivate` too.
     pub async fn deactivate_user(&self, user_id: i64) -> Result<bool, AuthError> {
         if !self.end_sessions_of(user_id).await? {
             return Ok(false);
@@ -484,7 +483,7 @@ impl AuthService {
 
     /// Delete a user, ending every session first (ASVS V7.4.2); the
     /// blacklisted tokens outlive the account. `false` if there is no
-    /// such user. The CLI's `user delete` does the same two store steps.
+    /// such user. The CLI's `user delete` too.
     pub async fn delete_user(&self, user_id: i64) -> Result<bool, AuthError> {
         if !self.end_sessions_of(user_id).await? {
             return Ok(false);

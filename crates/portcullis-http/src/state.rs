@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use portcullis_core::AuthService;
 
 use crate::IdentityHeaders;
@@ -102,5 +103,19 @@ impl AppState {
     #[must_use]
     pub fn www_authenticate(&self) -> &HeaderValue {
         &self.inner.www_authenticate
+    }
+
+    /// Give a 401 of ours its `WWW-Authenticate` (simplejwt's
+    /// `authenticate_header`: the first of `AUTH_HEADER_TYPES`, realm
+    /// "api"), unless it has one. The one place the server adds it: the
+    /// API's handlers and the proxy's own refusals both come here, while
+    /// an upstream application's 401 is passed on as it was sent.
+    pub fn challenge(&self, response: &mut Response) {
+        if response.status() == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .entry(header::WWW_AUTHENTICATE)
+                .or_insert_with(|| self.inner.www_authenticate.clone());
+        }
     }
 }

@@ -2,17 +2,19 @@
 //! database it is pointed at, and reads the same settings as `serve`.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
-use portcullis_core::{NewUser, PasswordHasher, Store, StoreError, User, Username};
+use portcullis_core::{AuthService, NewUser, Store, StoreError, User, Username};
 use portcullis_store::SqlStore;
 use portcullis_token::{Clock as _, SystemClock};
 use secrecy::SecretString;
 
 use crate::cli::{Command, CreateUser, ImportCommand, ImportDjango, TokensCommand, UserCommand};
-use crate::config::{ConfigError, Loaded};
-use crate::import;
-use crate::startup::{Application, open_store, shutdown_signal};
+use crate::config::Loaded;
+use crate::startup::{Application, shutdown_signal};
+use crate::store_setup::{auth_service, hasher, open_store};
+use crate::{import, keys};
 
 /// Run one command to completion.
 pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
@@ -38,32 +40,14 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         }
         Command::Tokens(TokensCommand::FlushExpired) => {
             let store = open_store(loaded).await?;
-            let removed = flush_expired(&store, loaded.config.login_failure_window.0).await?;
+            let removed = service(loaded, &store).await?.flush_expired().await?;
             println!("Removed {removed} expired token record(s).");
             Ok(())
         }
         Command::User(command) => user(command, loaded).await,
         Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
-        Command::Keys(command) => crate::keyring::command(command, loaded).await,
+        Command::Keys(command) => keys::command(command, loaded).await,
     }
-}
-
-/// Delete the token and session records expired by now (their count is
-/// returned), and the login throttle rows whose window
-/// (`LOGIN_FAILURE_WINDOW`, seconds) is over and that block nothing, so
-/// that table does not grow without bound; shared by
-/// `portcullis tokens flush-expired` and the server's pruning task.
-pub(crate) async fn flush_expired(store: &SqlStore, window: i64) -> Result<u64, StoreError> {
-    let now = SystemClock.now();
-    let tokens = store.flush_expired(now).await?;
-    let now_ms = now.saturating_mul(1000);
-    let throttle = store
-        .prune_login_failures(now_ms, now_ms.saturating_sub(window.saturating_mul(1000)))
-        .await?;
-    if throttle > 0 {
-        tracing::info!(removed = throttle, "pruned expired login throttle records");
-    }
-    Ok(tokens)
 }
 
 async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<()> {
@@ -74,7 +58,7 @@ async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<(
         (None, None) => bail!("give --from URL or --from-json FILE"),
     };
     let store = open_store(loaded).await?;
-    let report = import::django(source, &store, &hasher(loaded)?, SystemClock.now()).await;
+    let report = import::django(source, &store, &hasher(loaded, 1)?, SystemClock.now()).await;
     store.close().await;
     print!("{}", report?);
     Ok(())
@@ -108,7 +92,7 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         } => {
             let user = existing(&store, &username).await?;
             let password = read_password(password_stdin)?;
-            let hash = hasher(loaded)?
+            let hash = hasher(loaded, 1)?
                 .hash(password)
                 .await
                 .map_err(|e| anyhow!(e))?;
@@ -124,10 +108,14 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         }
         UserCommand::Deactivate { username } => {
             let user = existing(&store, &username).await?;
-            // ASVS V7.4.2: a disabled account keeps no session, even if
-            // it is enabled again.
-            store.end_sessions(user.id, None, SystemClock.now()).await?;
-            store.set_active(user.id, false).await?;
+            // The flows end the user's sessions first (ASVS V7.4.2).
+            if !service(loaded, &store)
+                .await?
+                .deactivate_user(user.id)
+                .await?
+            {
+                bail!("no user named {username:?}");
+            }
             println!("{username} is inactive.");
             Ok(())
         }
@@ -144,9 +132,10 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         }
         UserCommand::Delete { username } => {
             let user = existing(&store, &username).await?;
-            // ASVS V7.4.2; the blacklisted tokens outlive the account.
-            store.end_sessions(user.id, None, SystemClock.now()).await?;
-            store.delete_user(user.id).await?;
+            // The flows end the user's sessions first (ASVS V7.4.2).
+            if !service(loaded, &store).await?.delete_user(user.id).await? {
+                bail!("no user named {username:?}");
+            }
             println!("{username} was deleted.");
             Ok(())
         }
@@ -159,7 +148,7 @@ async fn create(args: CreateUser, loaded: &Loaded, store: &SqlStore) -> anyhow::
         bail!("a user named {:?} already exists", username.as_str());
     }
     let password = read_password(args.password_stdin)?;
-    let hash = hasher(loaded)?
+    let hash = hasher(loaded, 1)?
         .hash(password)
         .await
         .map_err(|e| anyhow!(e))?;
@@ -189,8 +178,19 @@ async fn existing(store: &SqlStore, username: &str) -> anyhow::Result<User> {
         .ok_or_else(|| anyhow!("no user named {username:?}"))
 }
 
-fn hasher(loaded: &Loaded) -> anyhow::Result<PasswordHasher> {
-    Ok(PasswordHasher::new(loaded.hash_params()?, 1).map_err(ConfigError)?)
+/// The flows over `store`, as `serve` builds them (one hashing slot): the
+/// commands that end sessions go through them, so the rules they keep
+/// live in one place.
+async fn service(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<AuthService> {
+    let settings = loaded.auth_settings()?;
+    auth_service(
+        loaded,
+        store,
+        hasher(loaded, 1)?,
+        settings,
+        Arc::new(SystemClock),
+    )
+    .await
 }
 
 fn yes_no(flag: bool) -> &'static str {

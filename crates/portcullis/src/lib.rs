@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod import;
 pub mod keyring;
-pub mod server;
+pub mod keys;
 pub mod startup;
+pub mod store_setup;
 pub mod wsgi;

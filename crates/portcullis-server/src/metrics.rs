@@ -82,7 +82,7 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// HTTP listener (which we do not use) schedules upkeep: without this task
 /// a server that nobody scrapes kept every request's latency sample, about
 /// 8 bytes a request, for good.
-pub(crate) async fn upkeep_task() {
+pub async fn upkeep_task() {
     let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
