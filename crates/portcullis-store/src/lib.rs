@@ -82,6 +82,8 @@ macro_rules! execute {
     };
 }
 
+mod audit;
+mod directory;
 mod django;
 mod inline;
 
