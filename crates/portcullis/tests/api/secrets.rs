@@ -21,22 +21,37 @@ fn portcullis(db: &TestDatabase) -> tokio::process::Command {
         .env("PORTCULLIS_PASSWORD_HASH_ITERATIONS", "1")
         .env("PORTCULLIS_LOGIN_FAILURE_LIMIT", "3")
         .env("PORTCULLIS_LOGIN_BACKOFF_AFTER", "3")
-        .env("PORTCULLIS_ROTATE_REFRESH_TOKENS", "true");
+        .env("PORTCULLIS_ROTATE_REFRESH_TOKENS", "true")
+        .env("PORTCULLIS_REFRESH_REUSE_GRACE", "0");
     command
 }
 
-async fn post(client: &reqwest::Client, url: String, body: Value, bearer: Option<&str>) -> Value {
+/// The status and the body of a JSON POST: every step below asserts both,
+/// so a step that failed early cannot leave the log's silence meaningless.
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: Value,
+    bearer: Option<&str>,
+) -> (u16, String) {
     let mut request = client.post(url).json(&body);
     if let Some(token) = bearer {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
-    request
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or(Value::Null)
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+async fn login_status(client: &reqwest::Client, served: &Served, username: &str) -> u16 {
+    let (status, _) = post(
+        client,
+        served.url("/api/token/"),
+        json!({"username": username, "password": WRONG}),
+        None,
+    )
+    .await;
+    status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,49 +72,70 @@ async fn logs_hold_no_password_key_or_token() {
     let refresh = pair["refresh"].as_str().unwrap().to_owned();
     let access = pair["access"].as_str().unwrap().to_owned();
     tokens.extend([refresh.clone(), access.clone()]);
-    let rotated = post(
+    let (status, rotated) = post(
         &client,
         served.url("/api/token/refresh/"),
         json!({"refresh": refresh}),
         None,
     )
     .await;
+    assert_eq!(status, 200, "{rotated}");
+    let rotated: Value = serde_json::from_str(&rotated).unwrap();
     tokens.push(rotated["access"].as_str().unwrap().to_owned());
     tokens.push(rotated["refresh"].as_str().unwrap().to_owned());
-    // Reuse of the rotated refresh token ends the session (a failure path).
-    post(
+    // Reuse of the rotated refresh token (no grace) ends the session: a failure path.
+    let reuse = post(
         &client,
         served.url("/api/token/refresh/"),
         json!({"refresh": refresh}),
         None,
     )
     .await;
-    post(
+    assert_eq!(
+        reuse,
+        (
+            401,
+            r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#.to_owned()
+        )
+    );
+    let verified = post(
         &client,
         served.url("/api/token/verify/"),
-        json!({"token": access}),
+        json!({"token": rotated["access"]}),
         None,
     )
     .await;
+    assert_eq!(verified, (200, "{}".to_owned()));
     let tampered = format!("{access}x");
-    post(
+    let refused = post(
         &client,
         served.url("/api/token/verify/"),
         json!({"token": tampered}),
         None,
     )
     .await;
-    client
+    assert_eq!(
+        refused,
+        (
+            401,
+            r#"{"detail":"Token is invalid","code":"token_not_valid"}"#.to_owned()
+        )
+    );
+    let me = client
         .get(served.url("/api/users/me/"))
         .header("Authorization", format!("Bearer {tampered}"))
         .send()
         .await
         .unwrap();
-    // Failures, up to and past the lock, for a real and an unknown user.
+    assert_eq!(me.status(), 401);
+    // Failures, up to and past the lock, for a real and an unknown user:
+    // three refusals, then the lock's 429.
     for username in ["alice", "mallory"] {
+        let mut statuses = Vec::new();
         for _ in 0..4 {
-            served.login(username, WRONG).await;
+            statuses.push(login_status(&client, &served, username).await);
         }
+        assert_eq!(statuses, [401, 401, 401, 429], "{username}");
     }
     // A password change (after unlocking) with the new password.
     let mut unlock = portcullis(&db);
@@ -110,21 +146,26 @@ async fn logs_hold_no_password_key_or_token() {
     tokens.push(fresh_access.clone());
     tokens.push(fresh["refresh"].as_str().unwrap().to_owned());
     let body = json!({"old_password": PASSWORD, "new_password": NEW_PASSWORD});
-    post(
+    let changed = post(
         &client,
         served.url("/api/users/me/password/"),
         body,
         Some(&fresh_access),
     )
     .await;
+    assert_eq!(changed, (200, "{}".to_owned()));
     let body = json!({"old_password": WRONG, "new_password": NEW_PASSWORD});
-    post(
+    let wrong = post(
         &client,
         served.url("/api/users/me/password/"),
         body,
         Some(&fresh_access),
     )
     .await;
+    assert_eq!(
+        wrong,
+        (400, r#"{"old_password":["Wrong password."]}"#.to_owned())
+    );
 
     let (code, log) = served.terminate().await;
     assert_eq!(code, 0, "{log}");
