@@ -43,6 +43,7 @@ use portcullis_core::{
 use portcullis_http::Cidr;
 
 pub use error::ConsoleError;
+pub use pages::time as format_time;
 
 /// Where the console lives. A `[[static]]` or `[[upstream]]` mount at or
 /// under it could never be reached, so the configuration refuses one.

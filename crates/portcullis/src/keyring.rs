@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
-use portcullis_core::{KeySource, Store, StoreError};
+use portcullis_core::{AuditAction, KeySource, Store, StoreError, Target};
 use portcullis_store::SqlStore;
 use portcullis_token::{
     Clock as _, KeyRing, KeyState, StoredKey, SystemClock, TokenEngine, algorithm_name,
@@ -47,22 +47,31 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
                 (false, true) => "verifies; it does not sign and, being HMAC, is never published",
                 (false, false) => "is published and verifies; it does not sign",
             };
+            let detail = format!(
+                "{}{}",
+                key.algorithm,
+                if activate { ", signs now" } else { "" }
+            );
+            crate::audit::record(
+                &store,
+                AuditAction::KeyGenerate,
+                Some(Target::named(&key.kid)),
+                detail,
+            )
+            .await;
             println!("Generated {} key {}; it {what}.", key.algorithm, key.kid);
         }
         KeysCommand::Rotate { alg } => {
-            let keys = store.signing_keys().await?;
-            let states = key_states(&keys, now);
-            let active = keys
-                .iter()
-                .zip(&states)
-                .find(|(_, s)| **s == KeyState::Active)
-                .map(|(k, _)| k.algorithm.clone());
-            let alg = alg
-                .or(active)
-                .unwrap_or_else(|| loaded.config.algorithm.clone());
             let policy = Rotation::from_settings(loaded)?;
-            let at = now.saturating_add(policy.publish_delay);
-            let key = add_key(&store, &policy, &alg, None, Some(at), now).await?;
+            let key = rotate(&store, &policy, alg, &loaded.config.algorithm, now).await?;
+            let detail = format!("{}, signs from {}", key.algorithm, time(key.activates_at));
+            crate::audit::record(
+                &store,
+                AuditAction::KeyRotate,
+                Some(Target::named(&key.kid)),
+                detail,
+            )
+            .await;
             println!(
                 "Published {} key {}; it signs from {} on.",
                 key.algorithm,
@@ -74,6 +83,13 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
             if !store.retire_signing_key(&kid, now).await? {
                 bail!("no key with kid {kid:?}");
             }
+            crate::audit::record(
+                &store,
+                AuditAction::KeyRetire,
+                Some(Target::named(&kid)),
+                "",
+            )
+            .await;
             println!("Key {kid} is retired: its tokens are no longer accepted.");
         }
         KeysCommand::List => {
@@ -107,10 +123,32 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
     Ok(())
 }
 
+/// `keys rotate` (and the console's Rotate): publish a successor of the
+/// active key, of `alg` (default: the active key's, else `fallback`), that
+/// signs after `KEY_PUBLISH_DELAY`.
+pub(crate) async fn rotate(
+    store: &SqlStore,
+    policy: &Rotation,
+    alg: Option<String>,
+    fallback: &str,
+    now: i64,
+) -> anyhow::Result<StoredKey> {
+    let keys = store.signing_keys().await?;
+    let states = key_states(&keys, now);
+    let active = keys
+        .iter()
+        .zip(&states)
+        .find(|(_, s)| **s == KeyState::Active)
+        .map(|(k, _)| k.algorithm.clone());
+    let alg = alg.or(active).unwrap_or_else(|| fallback.to_owned());
+    let at = now.saturating_add(policy.publish_delay);
+    add_key(store, policy, &alg, None, Some(at), now).await
+}
+
 /// Generate and store a key that signs from `activates_at` (`None`: not
 /// scheduled). The key that signs now then keeps verifying until every
 /// token it may sign before `activates_at` has expired, and retires.
-async fn add_key(
+pub(crate) async fn add_key(
     store: &SqlStore,
     policy: &Rotation,
     alg: &str,

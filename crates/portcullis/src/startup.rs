@@ -41,6 +41,8 @@ pub struct Application {
     auth: AuthService,
     rotation: Rotation,
     prune_interval: Option<Duration>,
+    /// `AUDIT_RETENTION`, seconds.
+    audit_retention: i64,
 }
 
 impl Application {
@@ -95,6 +97,9 @@ impl Application {
         if front.metrics_bind.is_none() {
             api = api.merge(server::metrics::router());
         }
+        if let Some(console) = crate::console::router(loaded, &auth, &store, tls.is_some())? {
+            api = api.merge(console);
+        }
         // API routes first; then `[[static]]` and `[[upstream]]` mounts by
         // longest prefix (portcullis-front).
         let router =
@@ -118,6 +123,7 @@ impl Application {
             store,
             auth,
             rotation: Rotation::from_settings(loaded)?,
+            audit_retention: loaded.config.audit_retention.0,
             prune_interval: u64::try_from(loaded.config.prune_interval.0)
                 .ok()
                 .filter(|&s| s > 0)
@@ -182,6 +188,7 @@ impl Application {
                 self.store.clone(),
                 every,
                 self.auth.settings().throttle.window,
+                self.audit_retention,
             ));
         }
         let settings = Arc::new(self.front);
@@ -312,12 +319,17 @@ async fn revocation_task(auth: AuthService, store: SqlStore) {
 /// job is needed. The first run is one interval after the start (a fleet
 /// restarting together does not prune all at once); a failure is logged
 /// and retried at the next tick.
-async fn prune_task(store: SqlStore, every: Duration, login_failure_window: i64) {
+async fn prune_task(
+    store: SqlStore,
+    every: Duration,
+    login_failure_window: i64,
+    audit_retention: i64,
+) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match crate::commands::flush_expired(&store, login_failure_window).await {
+        match crate::commands::flush_expired(&store, login_failure_window, audit_retention).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned expired token records"),
             Err(e) => tracing::warn!(error = %e, "cannot prune expired token records"),

@@ -68,7 +68,8 @@ pub(crate) async fn home(_: Staff) -> Response {
 }
 
 /// Unix seconds as `2026-12-02 15:40:00 UTC`.
-pub(crate) fn time(at: i64) -> String {
+#[must_use]
+pub fn time(at: i64) -> String {
     let Ok(secs) = u64::try_from(at) else {
         return at.to_string();
     };
