@@ -92,7 +92,7 @@ impl Application {
         }
         // Installed before any request, so the first logins are counted.
         server::metrics::handle();
-        let state = AppState::new(auth.clone(), http);
+        let state = AppState::new(auth.clone(), http).with_audit(Arc::new(store.clone()));
         let mut api = portcullis_http::router(state.clone());
         if front.metrics_bind.is_none() {
             api = api.merge(server::metrics::router());
