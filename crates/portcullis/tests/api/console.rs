@@ -490,7 +490,7 @@ async fn cli_and_staff_api_are_recorded(backend: Backend) {
     ok(run(portcullis(db, &["keys", "rotate", "--alg", "EdDSA"]), "").await);
     let lines = audit_lines(&app).await;
     let kid = lines[0]["target"].as_str().unwrap().to_owned();
-    ok(run(portcullis(db, &["keys", "retire", &kid]), "").await);
+    ok(run(portcullis(db, &["keys", "retire", "--", &kid]), "").await);
     ok(run(portcullis(db, &["user", "delete", "erin"]), "").await);
 
     // The staff API, with a staff token.
