@@ -450,6 +450,15 @@ impl AuthService {
         Ok(())
     }
 
+    /// The staff console's login: the credential check and throttling of
+    /// `/api/token/` (same counts, same locks), without issuing a token.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn check_login(&self, credentials: Credentials) -> Result<User, AuthError> {
+        let user = self.login(credentials).await?;
+        self.after_login(&user).await?;
+        Ok(user)
+    }
+
     /// `GET /api/admin/users/{id}/sessions/`: any user's live sessions;
     /// `None` if there is no such user. Staff only: the caller checks.
     pub async fn sessions_of(&self, user_id: i64) -> Result<Option<Vec<Session>>, AuthError> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use portcullis_core::AuthService;
+use portcullis_core::{AuditEntry, AuditStore, AuthService};
 
 use crate::IdentityHeaders;
 use crate::RefreshCookie;
@@ -68,6 +68,8 @@ struct Inner {
     auth: AuthService,
     http: HttpSettings,
     www_authenticate: HeaderValue,
+    /// Where the staff endpoints record their changes (issue 18).
+    audit: Option<Arc<dyn AuditStore>>,
 }
 
 impl AppState {
@@ -83,7 +85,31 @@ impl AppState {
                 auth,
                 http,
                 www_authenticate,
+                audit: None,
             }),
+        }
+    }
+
+    /// Record the staff endpoints' changes in this audit trail.
+    #[must_use]
+    pub fn with_audit(self, audit: Arc<dyn AuditStore>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                auth: self.inner.auth.clone(),
+                http: self.inner.http.clone(),
+                www_authenticate: self.inner.www_authenticate.clone(),
+                audit: Some(audit),
+            }),
+        }
+    }
+
+    /// Record a staff change. It is made already: a failed write is logged
+    /// and the answer stands.
+    pub async fn record_audit(&self, entry: AuditEntry) {
+        if let Some(audit) = &self.inner.audit
+            && let Err(e) = audit.record_audit(&entry).await
+        {
+            tracing::error!(error = %e, action = entry.action.as_str(), "cannot record an audit entry");
         }
     }
 

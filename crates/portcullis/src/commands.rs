@@ -5,11 +5,14 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
-use portcullis_core::{AuthService, NewUser, Store, StoreError, User, Username};
+use portcullis_core::{
+    AuditAction, AuditStore as _, AuthService, NewUser, Store, StoreError, Target, User, Username,
+};
 use portcullis_store::SqlStore;
 use portcullis_token::{Clock as _, SystemClock};
 use secrecy::SecretString;
 
+use crate::audit::record;
 use crate::cli::{Command, CreateUser, ImportCommand, ImportDjango, TokensCommand, UserCommand};
 use crate::config::Loaded;
 use crate::startup::{Application, shutdown_signal};
@@ -40,14 +43,40 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         }
         Command::Tokens(TokensCommand::FlushExpired) => {
             let store = open_store(loaded).await?;
-            let removed = service(loaded, &store).await?.flush_expired().await?;
+            let removed = flush_expired(
+                &service(loaded, &store).await?,
+                &store,
+                loaded.config.audit_retention.0,
+            )
+            .await?;
             println!("Removed {removed} expired token record(s).");
             Ok(())
         }
         Command::User(command) => user(command, loaded).await,
         Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
         Command::Keys(command) => keys::command(command, loaded).await,
+        Command::Audit(command) => crate::audit::command(command, loaded).await,
     }
+}
+
+/// Delete the token and session records expired by now (their count is
+/// returned) and the login throttle rows that block nothing any more
+/// ([`AuthService::flush_expired`]), and the audit entries older than
+/// `AUDIT_RETENTION` (seconds); shared by `portcullis tokens flush-expired`
+/// and the server's pruning task.
+pub(crate) async fn flush_expired(
+    auth: &AuthService,
+    store: &SqlStore,
+    audit_retention: i64,
+) -> Result<u64, StoreError> {
+    let tokens = auth.flush_expired().await?;
+    let audit = store
+        .prune_audit(SystemClock.now().saturating_sub(audit_retention))
+        .await?;
+    if audit > 0 {
+        tracing::info!(removed = audit, "pruned audit entries past AUDIT_RETENTION");
+    }
+    Ok(tokens)
 }
 
 async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<()> {
@@ -59,6 +88,16 @@ async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<(
     };
     let store = open_store(loaded).await?;
     let report = import::django(source, &store, &hasher(loaded, 1)?, SystemClock.now()).await;
+    if let Ok(report) = &report {
+        let detail = format!(
+            "users: {} imported, {} updated; tokens: {} imported, {} updated",
+            report.users_imported,
+            report.users_updated,
+            report.tokens_imported,
+            report.tokens_updated
+        );
+        record(&store, AuditAction::ImportDjango, None, detail).await;
+    }
     store.close().await;
     print!("{}", report?);
     Ok(())
@@ -97,12 +136,26 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow!(e))?;
             store.set_password(user.id, &hash).await?;
+            record(
+                &store,
+                AuditAction::UserSetPassword,
+                Some(Target::user(user.id, &username)),
+                "",
+            )
+            .await;
             println!("Password changed for {username}.");
             Ok(())
         }
         UserCommand::Activate { username } => {
             let user = existing(&store, &username).await?;
             store.set_active(user.id, true).await?;
+            record(
+                &store,
+                AuditAction::UserActivate,
+                Some(Target::user(user.id, &username)),
+                "",
+            )
+            .await;
             println!("{username} is active.");
             Ok(())
         }
@@ -116,6 +169,13 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
             {
                 bail!("no user named {username:?}");
             }
+            record(
+                &store,
+                AuditAction::UserDeactivate,
+                Some(Target::user(user.id, &username)),
+                "sessions ended",
+            )
+            .await;
             println!("{username} is inactive.");
             Ok(())
         }
@@ -123,7 +183,18 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
             // No lookup: unknown usernames are throttled too, and whether
             // one exists is not this command's business.
             let key = portcullis_core::throttle_key_for_username(&username);
-            if store.clear_login_failures(&key).await? {
+            let cleared = store.clear_login_failures(&key).await?;
+            let target = match store.user_by_username(&username).await? {
+                Some(user) => Target::user(user.id, &username),
+                None => Target::named(&username),
+            };
+            let detail = if cleared {
+                "failed logins cleared"
+            } else {
+                "no failed logins"
+            };
+            record(&store, AuditAction::UserUnlock, Some(target), detail).await;
+            if cleared {
                 println!("{username} is unlocked.");
             } else {
                 println!("{username} had no failed logins to clear.");
@@ -136,6 +207,13 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
             if !service(loaded, &store).await?.delete_user(user.id).await? {
                 bail!("no user named {username:?}");
             }
+            record(
+                &store,
+                AuditAction::UserDelete,
+                Some(Target::user(user.id, &username)),
+                "sessions ended",
+            )
+            .await;
             println!("{username} was deleted.");
             Ok(())
         }
@@ -167,6 +245,19 @@ async fn create(args: CreateUser, loaded: &Loaded, store: &SqlStore) -> anyhow::
             StoreError::Conflict(message) => anyhow!(message),
             other => anyhow!(other),
         })?;
+    let flags = format!(
+        "is_active: {}, is_staff: {}, is_superuser: {}",
+        yes_no(user.is_active),
+        yes_no(user.is_staff),
+        yes_no(user.is_superuser)
+    );
+    record(
+        store,
+        AuditAction::UserCreate,
+        Some(Target::user(user.id, &user.username)),
+        flags,
+    )
+    .await;
     println!("Created user {} with id {}.", user.username, user.id);
     Ok(())
 }

@@ -136,6 +136,13 @@ pub struct Config {
     /// session records (what `portcullis tokens flush-expired` does), so no
     /// cron job is needed; 0 turns it off.
     pub prune_interval: Seconds,
+    /// `ADMIN_CONSOLE`: serve the staff console at `/admin/`.
+    pub admin_console: bool,
+    /// `ADMIN_IDLE_TIMEOUT`: a console session unused this long ends.
+    pub admin_idle_timeout: Seconds,
+    /// `AUDIT_RETENTION`: audit entries older than this are deleted with
+    /// the other pruning (`PRUNE_INTERVAL`, `tokens flush-expired`).
+    pub audit_retention: Seconds,
     /// `REFRESH_COOKIE`: obtain and refresh also set the refresh token as an
     /// `HttpOnly` `__Host-` cookie, which refresh, logout and blacklist read
     /// (with a CSRF check) when the body has none.
@@ -442,6 +449,9 @@ impl Default for Config {
             refresh_reuse_detection: None,
             refresh_reuse_grace: Seconds(auth.refresh_reuse_grace),
             prune_interval: Seconds(3600),
+            admin_console: true,
+            admin_idle_timeout: Seconds(1800),
+            audit_retention: Seconds(365 * 86_400),
             refresh_cookie: false,
             refresh_cookie_name: "__Host-refresh".to_owned(),
             audience: None,
@@ -828,6 +838,12 @@ impl Loaded {
             {
                 return Err(ConfigError(format!(
                     "{entry}: the API itself answers {api}, which comes before every mount; choose another prefix"
+                )));
+            }
+            if c.admin_console && prefix.starts_with(portcullis_console::CONSOLE_PREFIX) {
+                return Err(ConfigError(format!(
+                    "{entry}: the staff console answers {}, which comes before every mount; choose another prefix or set ADMIN_CONSOLE=false",
+                    portcullis_console::CONSOLE_PREFIX
                 )));
             }
             if seen.iter().any(|p| p == prefix) {

@@ -25,6 +25,28 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// flood of tokens with made-up kids cannot make us hammer the issuer.
 pub const REMOTE_REFETCH_EVERY: Duration = portcullis_verify::JWKS_REFETCH_EVERY;
 
+/// `keys rotate` (and the console's Rotate): publish a successor of the
+/// active key, of `alg` (default: the active key's, else `fallback`), that
+/// signs after `KEY_PUBLISH_DELAY`.
+pub(crate) async fn rotate(
+    store: &SqlStore,
+    policy: &Rotation,
+    alg: Option<String>,
+    fallback: &str,
+    now: i64,
+) -> anyhow::Result<StoredKey> {
+    let keys = store.signing_keys().await?;
+    let states = key_states(&keys, now);
+    let active = keys
+        .iter()
+        .zip(&states)
+        .find(|(_, s)| **s == KeyState::Active)
+        .map(|(k, _)| k.algorithm.clone());
+    let alg = alg.or(active).unwrap_or_else(|| fallback.to_owned());
+    let at = now.saturating_add(policy.publish_delay);
+    add_key(store, policy, &alg, None, Some(at), now).await
+}
+
 /// Generate and store a key that signs from `activates_at` (`None`: not
 /// scheduled). The key that signs now then keeps verifying until every
 /// token it may sign before `activates_at` has expired, and retires.

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::bail;
-use portcullis_core::Store as _;
-use portcullis_token::{Clock as _, KeyState, SystemClock, TokenEngine, key_states};
+use portcullis_core::{AuditAction, Store as _, Target};
+use portcullis_token::{Clock as _, SystemClock, TokenEngine, key_states};
 
 use crate::cli::KeysCommand;
 use crate::config::Loaded;
-use crate::keyring::{Rotation, add_key, reload};
+use crate::keyring::{Rotation, add_key, reload, rotate};
 use crate::store_setup::{load_keys, open_store};
 
 /// Run `portcullis keys …`.
@@ -33,22 +33,31 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
                 (false, true) => "verifies; it does not sign and, being HMAC, is never published",
                 (false, false) => "is published and verifies; it does not sign",
             };
+            let detail = format!(
+                "{}{}",
+                key.algorithm,
+                if activate { ", signs now" } else { "" }
+            );
+            crate::audit::record(
+                &store,
+                AuditAction::KeyGenerate,
+                Some(Target::named(&key.kid)),
+                detail,
+            )
+            .await;
             println!("Generated {} key {}; it {what}.", key.algorithm, key.kid);
         }
         KeysCommand::Rotate { alg } => {
-            let keys = store.signing_keys().await?;
-            let states = key_states(&keys, now);
-            let active = keys
-                .iter()
-                .zip(&states)
-                .find(|(_, s)| **s == KeyState::Active)
-                .map(|(k, _)| k.algorithm.clone());
-            let alg = alg
-                .or(active)
-                .unwrap_or_else(|| loaded.config.algorithm.clone());
             let policy = Rotation::from_settings(loaded)?;
-            let at = now.saturating_add(policy.publish_delay);
-            let key = add_key(&store, &policy, &alg, None, Some(at), now).await?;
+            let key = rotate(&store, &policy, alg, &loaded.config.algorithm, now).await?;
+            let detail = format!("{}, signs from {}", key.algorithm, time(key.activates_at));
+            crate::audit::record(
+                &store,
+                AuditAction::KeyRotate,
+                Some(Target::named(&key.kid)),
+                detail,
+            )
+            .await;
             println!(
                 "Published {} key {}; it signs from {} on.",
                 key.algorithm,
@@ -60,6 +69,13 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
             if !store.retire_signing_key(&kid, now).await? {
                 bail!("no key with kid {kid:?}");
             }
+            crate::audit::record(
+                &store,
+                AuditAction::KeyRetire,
+                Some(Target::named(&kid)),
+                "",
+            )
+            .await;
             println!("Key {kid} is retired: its tokens are no longer accepted.");
         }
         KeysCommand::List => {

@@ -40,6 +40,8 @@ pub struct Application {
     auth: AuthService,
     rotation: Rotation,
     prune_interval: Option<Duration>,
+    /// `AUDIT_RETENTION`, seconds.
+    audit_retention: i64,
 }
 
 impl Application {
@@ -92,10 +94,13 @@ impl Application {
         // 503 until they have.
         let apps = Apps::start(&mounts.wsgi, cores())?;
         http.readiness.extend(apps.readiness());
-        let state = AppState::new(auth.clone(), http);
+        let state = AppState::new(auth.clone(), http).with_audit(Arc::new(store.clone()));
         let mut api = portcullis_http::router(state.clone());
         if server.metrics_bind.is_none() {
             api = api.merge(metrics::router());
+        }
+        if let Some(console) = crate::console::router(loaded, &auth, &store, tls.is_some())? {
+            api = api.merge(console);
         }
         // API routes first; then the mounts by longest prefix.
         let mut all_mounts = mounts.mounts;
@@ -121,6 +126,7 @@ impl Application {
             store,
             auth,
             rotation,
+            audit_retention: loaded.config.audit_retention.0,
             prune_interval: u64::try_from(loaded.config.prune_interval.0)
                 .ok()
                 .filter(|&s| s > 0)
@@ -181,7 +187,12 @@ impl Application {
         background.spawn(revocation_task(self.auth.clone(), self.store.clone()));
         background.spawn(metrics::upkeep_task());
         if let Some(every) = self.prune_interval {
-            background.spawn(prune_task(self.auth.clone(), every));
+            background.spawn(prune_task(
+                self.auth.clone(),
+                self.store.clone(),
+                every,
+                self.audit_retention,
+            ));
         }
         let settings = Arc::new(self.server);
         let mut listeners = vec![Listener {
@@ -326,12 +337,12 @@ async fn revocation_task(auth: AuthService, store: SqlStore) {
 /// The first run is one interval after the start (a fleet restarting
 /// together does not prune all at once); a failure is logged and retried
 /// at the next tick.
-async fn prune_task(auth: AuthService, every: Duration) {
+async fn prune_task(auth: AuthService, store: SqlStore, every: Duration, audit_retention: i64) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match auth.flush_expired().await {
+        match crate::commands::flush_expired(&auth, &store, audit_retention).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned expired token records"),
             Err(e) => tracing::warn!(error = %e, "cannot prune expired token records"),
