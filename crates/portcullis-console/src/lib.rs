@@ -12,7 +12,7 @@
 //! - Sessions (`session.rs`): cookie `HttpOnly; SameSite=Strict`, with
 //!   `Secure` and the `__Host-` prefix under TLS; an idle timeout.
 //! - CSRF (`extract.rs`): every form carries its session's token, and the
-//!   [`Posted`](extract::Posted) extractor refuses a POST without it
+//!   `Posted` extractor refuses a POST without it
 //!   before any handler runs; the login form is a double-submit cookie.
 //! - Permissions (`extract.rs`): superuser-only actions (the staff and
 //!   superuser flags, keys, another superuser's account) are refused on the

@@ -225,7 +225,7 @@ impl AuthService {
     /// the atomic gate: of concurrent refreshes of one token, exactly one
     /// succeeds (5.5.1 lets them all through). With sessions, `client` is
     /// recorded as the session's last user. The answer names the first
-    /// reason simplejwt would give (see [`Self::validate_refreshable`]).
+    /// reason simplejwt would give (see `validate_refreshable`).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(
         &self,

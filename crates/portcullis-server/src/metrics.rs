@@ -77,7 +77,7 @@ fn describe() {
 /// How often [`upkeep_task`] drains histogram samples.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Drain histogram samples into their buckets every [`UPKEEP_INTERVAL`].
+/// Drain histogram samples into their buckets every `UPKEEP_INTERVAL` (5 s).
 /// The exporter buffers every sample until upkeep runs, and only its own
 /// HTTP listener (which we do not use) schedules upkeep: without this task
 /// a server that nobody scrapes kept every request's latency sample, about
