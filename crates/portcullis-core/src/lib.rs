@@ -5,7 +5,10 @@
 //! This crate knows nothing of HTTP or SQL: the HTTP layer turns
 //! [`AuthError`] into responses, and a storage crate implements [`Store`].
 
+mod audit;
+mod directory;
 mod error;
+mod maintenance;
 mod password;
 mod revocation;
 mod service;
@@ -14,6 +17,8 @@ mod throttle;
 mod user;
 mod user_cache;
 
+pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter, AuditRecord, AuditStore, Target};
+pub use directory::{UserDirectory, UserQuery};
 pub use error::{AuthError, TokenMessage};
 pub use password::{HashParams, PasswordHasher, Verified};
 pub use service::{

@@ -466,6 +466,15 @@ impl AuthService {
         Ok(())
     }
 
+    /// The staff console's login: the credential check and throttling of
+    /// `/api/token/` (same counts, same locks), without issuing a token.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn check_login(&self, credentials: Credentials) -> Result<User, AuthError> {
+        let user = self.login(credentials).await?;
+        self.after_login(&user).await?;
+        Ok(user)
+    }
+
     /// `GET /api/admin/users/{id}/sessions/`: any user's live sessions;
     /// `None` if there is no such user. Staff only: the caller checks.
     pub async fn sessions_of(&self, user_id: i64) -> Result<Option<Vec<Session>>, AuthError> {
@@ -489,8 +498,7 @@ impl AuthService {
 
     /// Deactivate a user, ending every session first (ASVS V7.4.2): a
     /// disabled account keeps no session, even if it is enabled again.
-    /// `false` if there is no such user. The CLI's `user deactivate` does
-    /// the same two store steps.
+    /// `false` if there is no such user. The CLI's `user deactivate` too.
     pub async fn deactivate_user(&self, user_id: i64) -> Result<bool, AuthError> {
         if !self.end_sessions_of(user_id).await? {
             return Ok(false);
@@ -500,7 +508,7 @@ impl AuthService {
 
     /// Delete a user, ending every session first (ASVS V7.4.2); the
     /// blacklisted tokens outlive the account. `false` if there is no
-    /// such user. The CLI's `user delete` does the same two store steps.
+    /// such user. The CLI's `user delete` too.
     pub async fn delete_user(&self, user_id: i64) -> Result<bool, AuthError> {
         if !self.end_sessions_of(user_id).await? {
             return Ok(false);

@@ -3,7 +3,7 @@
 //! generic 500 body, never with their cause.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::AuthError;
 use serde_json::{Map, Value, json};
@@ -34,6 +34,19 @@ pub enum ApiError {
     Csrf(&'static str),
     /// The database is unreachable (readiness).
     Unavailable,
+    /// A failure already logged where it happened (a static file that
+    /// cannot be read): DRF's generic 500, without its cause.
+    Internal,
+    /// `REQUEST_TIMEOUT` (whole seconds) passed before the request was
+    /// answered: 408, and the connection is closed (RFC 9110 §15.5.9).
+    RequestTimeout(u64),
+    /// The redirect listener got no `Host` naming a server to send the
+    /// client to.
+    MissingHost,
+    /// An `[[upstream]]` that cannot be reached or broke the exchange.
+    BadGateway,
+    /// An `[[upstream]]` that did not connect or answer in time.
+    GatewayTimeout,
 }
 
 impl From<AuthError> for ApiError {
@@ -47,11 +60,23 @@ fn detail(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn coded(message: impl Into<String>, code: &str) -> Response {
+    coded_with(StatusCode::UNAUTHORIZED, message, code)
+}
+
+fn coded_with(status: StatusCode, message: impl Into<String>, code: &str) -> Response {
     (
-        StatusCode::UNAUTHORIZED,
+        status,
         Json(json!({"detail": message.into(), "code": code})),
     )
         .into_response()
+}
+
+/// DRF's `APIException` default: the generic 500 body.
+fn server_error() -> Response {
+    detail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "A server error occurred.",
+    )
 }
 
 impl IntoResponse for ApiError {
@@ -93,6 +118,34 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is unreachable.",
             ),
+            Self::Internal => server_error(),
+            Self::RequestTimeout(seconds) => {
+                let mut response = coded_with(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "The request was not completed within {seconds} seconds (REQUEST_TIMEOUT)."
+                    ),
+                    "request_timeout",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
+            Self::MissingHost => detail(
+                StatusCode::BAD_REQUEST,
+                "A Host header naming this server is required.",
+            ),
+            Self::BadGateway => coded_with(
+                StatusCode::BAD_GATEWAY,
+                "The upstream server is unreachable or sent an invalid response.",
+                "bad_gateway",
+            ),
+            Self::GatewayTimeout => coded_with(
+                StatusCode::GATEWAY_TIMEOUT,
+                "The upstream server did not answer in time.",
+                "gateway_timeout",
+            ),
         }
     }
 }
@@ -114,7 +167,7 @@ fn auth_response(e: &AuthError) -> Response {
             let mut response = detail(StatusCode::TOO_MANY_REQUESTS, message);
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(*wait));
+                .insert(header::RETRY_AFTER, HeaderValue::from(*wait));
             response
         }
         AuthError::WrongPassword => {
@@ -122,10 +175,7 @@ fn auth_response(e: &AuthError) -> Response {
         }
         AuthError::Store(_) | AuthError::Internal(_) => {
             tracing::error!(error = %e, request_id = %crate::request_id::current(), "request failed");
-            detail(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "A server error occurred.",
-            )
+            server_error()
         }
         // The rest are protected-endpoint refusals, answered above.
         _ => detail(StatusCode::UNAUTHORIZED, message),

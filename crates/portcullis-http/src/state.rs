@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderName, HeaderValue};
-use portcullis_core::AuthService;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use portcullis_core::{AuditEntry, AuditStore, AuthService};
 
 use crate::IdentityHeaders;
 use crate::RefreshCookie;
@@ -67,6 +68,8 @@ struct Inner {
     auth: AuthService,
     http: HttpSettings,
     www_authenticate: HeaderValue,
+    /// Where the staff endpoints record their changes (issue 18).
+    audit: Option<Arc<dyn AuditStore>>,
 }
 
 impl AppState {
@@ -82,7 +85,31 @@ impl AppState {
                 auth,
                 http,
                 www_authenticate,
+                audit: None,
             }),
+        }
+    }
+
+    /// Record the staff endpoints' changes in this audit trail.
+    #[must_use]
+    pub fn with_audit(self, audit: Arc<dyn AuditStore>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                auth: self.inner.auth.clone(),
+                http: self.inner.http.clone(),
+                www_authenticate: self.inner.www_authenticate.clone(),
+                audit: Some(audit),
+            }),
+        }
+    }
+
+    /// Record a staff change. It is made already: a failed write is logged
+    /// and the answer stands.
+    pub async fn record_audit(&self, entry: AuditEntry) {
+        if let Some(audit) = &self.inner.audit
+            && let Err(e) = audit.record_audit(&entry).await
+        {
+            tracing::error!(error = %e, action = entry.action.as_str(), "cannot record an audit entry");
         }
     }
 
@@ -102,5 +129,19 @@ impl AppState {
     #[must_use]
     pub fn www_authenticate(&self) -> &HeaderValue {
         &self.inner.www_authenticate
+    }
+
+    /// Give a 401 of ours its `WWW-Authenticate` (simplejwt's
+    /// `authenticate_header`: the first of `AUTH_HEADER_TYPES`, realm
+    /// "api"), unless it has one. The one place the server adds it: the
+    /// API's handlers and the proxy's own refusals both come here, while
+    /// an upstream application's 401 is passed on as it was sent.
+    pub fn challenge(&self, response: &mut Response) {
+        if response.status() == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .entry(header::WWW_AUTHENTICATE)
+                .or_insert_with(|| self.inner.www_authenticate.clone());
+        }
     }
 }

@@ -84,7 +84,9 @@ macro_rules! execute {
     };
 }
 
+mod audit;
 mod changes;
+mod directory;
 mod django;
 mod inline;
 

@@ -35,6 +35,9 @@ pub enum Command {
     /// Manage the signing keys (kept in the database, shared by every node).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit trail of administrative changes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// A WSGI worker process, started by `serve` for a `[[wsgi]]` mount.
     #[command(hide = true)]
     WsgiWorker {
@@ -51,6 +54,28 @@ pub struct Serve {
     /// with the working directory on `sys.path`: one `[[wsgi]]` mount.
     #[arg(long, value_name = "MODULE:CALLABLE")]
     pub wsgi: Option<String>,
+}
+
+/// `portcullis audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List entries, newest first.
+    List {
+        /// Only this actor: a staff username, or `cli`.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only changes to this username or kid.
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// One JSON object a line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every entry as JSON lines, newest first.
+    Export,
 }
 
 /// `portcullis user …`

@@ -2,17 +2,22 @@
 //! database it is pointed at, and reads the same settings as `serve`.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
-use portcullis_core::{NewUser, PasswordHasher, Store, StoreError, User, Username};
+use portcullis_core::{
+    AuditAction, AuditStore as _, AuthService, NewUser, Store, StoreError, Target, User, Username,
+};
 use portcullis_store::SqlStore;
 use portcullis_token::{Clock as _, SystemClock};
 use secrecy::SecretString;
 
+use crate::audit::record;
 use crate::cli::{Command, CreateUser, ImportCommand, ImportDjango, TokensCommand, UserCommand};
-use crate::config::{ConfigError, Loaded};
-use crate::import;
-use crate::startup::{Application, open_store, shutdown_signal};
+use crate::config::Loaded;
+use crate::startup::{Application, shutdown_signal};
+use crate::store_setup::{auth_service, hasher, open_store};
+use crate::{import, keys};
 
 /// Run one command to completion.
 pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
@@ -38,30 +43,38 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         }
         Command::Tokens(TokensCommand::FlushExpired) => {
             let store = open_store(loaded).await?;
-            let removed = flush_expired(&store, loaded.config.login_failure_window.0).await?;
+            let removed = flush_expired(
+                &service(loaded, &store).await?,
+                &store,
+                loaded.config.audit_retention.0,
+            )
+            .await?;
             println!("Removed {removed} expired token record(s).");
             Ok(())
         }
         Command::User(command) => user(command, loaded).await,
         Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
-        Command::Keys(command) => crate::keyring::command(command, loaded).await,
+        Command::Keys(command) => keys::command(command, loaded).await,
+        Command::Audit(command) => crate::audit::command(command, loaded).await,
     }
 }
 
 /// Delete the token and session records expired by now (their count is
-/// returned), and the login throttle rows whose window
-/// (`LOGIN_FAILURE_WINDOW`, seconds) is over and that block nothing, so
-/// that table does not grow without bound; shared by
-/// `portcullis tokens flush-expired` and the server's pruning task.
-pub(crate) async fn flush_expired(store: &SqlStore, window: i64) -> Result<u64, StoreError> {
-    let now = SystemClock.now();
-    let tokens = store.flush_expired(now).await?;
-    let now_ms = now.saturating_mul(1000);
-    let throttle = store
-        .prune_login_failures(now_ms, now_ms.saturating_sub(window.saturating_mul(1000)))
+/// returned) and the login throttle rows that block nothing any more
+/// ([`AuthService::flush_expired`]), and the audit entries older than
+/// `AUDIT_RETENTION` (seconds); shared by `portcullis tokens flush-expired`
+/// and the server's pruning task.
+pub(crate) async fn flush_expired(
+    auth: &AuthService,
+    store: &SqlStore,
+    audit_retention: i64,
+) -> Result<u64, StoreError> {
+    let tokens = auth.flush_expired().await?;
+    let audit = store
+        .prune_audit(SystemClock.now().saturating_sub(audit_retention))
         .await?;
-    if throttle > 0 {
-        tracing::info!(removed = throttle, "pruned expired login throttle records");
+    if audit > 0 {
+        tracing::info!(removed = audit, "pruned audit entries past AUDIT_RETENTION");
     }
     Ok(tokens)
 }
@@ -74,7 +87,17 @@ async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<(
         (None, None) => bail!("give --from URL or --from-json FILE"),
     };
     let store = open_store(loaded).await?;
-    let report = import::django(source, &store, &hasher(loaded)?, SystemClock.now()).await;
+    let report = import::django(source, &store, &hasher(loaded, 1)?, SystemClock.now()).await;
+    if let Ok(report) = &report {
+        let detail = format!(
+            "users: {} imported, {} updated; tokens: {} imported, {} updated",
+            report.users_imported,
+            report.users_updated,
+            report.tokens_imported,
+            report.tokens_updated
+        );
+        record(&store, AuditAction::ImportDjango, None, detail).await;
+    }
     store.close().await;
     print!("{}", report?);
     Ok(())
@@ -108,26 +131,51 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         } => {
             let user = existing(&store, &username).await?;
             let password = read_password(password_stdin)?;
-            let hash = hasher(loaded)?
+            let hash = hasher(loaded, 1)?
                 .hash(password)
                 .await
                 .map_err(|e| anyhow!(e))?;
             store.set_password(user.id, &hash).await?;
+            record(
+                &store,
+                AuditAction::UserSetPassword,
+                Some(Target::user(user.id, &username)),
+                "",
+            )
+            .await;
             println!("Password changed for {username}.");
             Ok(())
         }
         UserCommand::Activate { username } => {
             let user = existing(&store, &username).await?;
             store.set_active(user.id, true).await?;
+            record(
+                &store,
+                AuditAction::UserActivate,
+                Some(Target::user(user.id, &username)),
+                "",
+            )
+            .await;
             println!("{username} is active.");
             Ok(())
         }
         UserCommand::Deactivate { username } => {
             let user = existing(&store, &username).await?;
-            // ASVS V7.4.2: a disabled account keeps no session, even if
-            // it is enabled again.
-            store.end_sessions(user.id, None, SystemClock.now()).await?;
-            store.set_active(user.id, false).await?;
+            // The flows end the user's sessions first (ASVS V7.4.2).
+            if !service(loaded, &store)
+                .await?
+                .deactivate_user(user.id)
+                .await?
+            {
+                bail!("no user named {username:?}");
+            }
+            record(
+                &store,
+                AuditAction::UserDeactivate,
+                Some(Target::user(user.id, &username)),
+                "sessions ended",
+            )
+            .await;
             println!("{username} is inactive.");
             Ok(())
         }
@@ -135,7 +183,18 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
             // No lookup: unknown usernames are throttled too, and whether
             // one exists is not this command's business.
             let key = portcullis_core::throttle_key_for_username(&username);
-            if store.clear_login_failures(&key).await? {
+            let cleared = store.clear_login_failures(&key).await?;
+            let target = match store.user_by_username(&username).await? {
+                Some(user) => Target::user(user.id, &username),
+                None => Target::named(&username),
+            };
+            let detail = if cleared {
+                "failed logins cleared"
+            } else {
+                "no failed logins"
+            };
+            record(&store, AuditAction::UserUnlock, Some(target), detail).await;
+            if cleared {
                 println!("{username} is unlocked.");
             } else {
                 println!("{username} had no failed logins to clear.");
@@ -144,9 +203,17 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         }
         UserCommand::Delete { username } => {
             let user = existing(&store, &username).await?;
-            // ASVS V7.4.2; the blacklisted tokens outlive the account.
-            store.end_sessions(user.id, None, SystemClock.now()).await?;
-            store.delete_user(user.id).await?;
+            // The flows end the user's sessions first (ASVS V7.4.2).
+            if !service(loaded, &store).await?.delete_user(user.id).await? {
+                bail!("no user named {username:?}");
+            }
+            record(
+                &store,
+                AuditAction::UserDelete,
+                Some(Target::user(user.id, &username)),
+                "sessions ended",
+            )
+            .await;
             println!("{username} was deleted.");
             Ok(())
         }
@@ -159,7 +226,7 @@ async fn create(args: CreateUser, loaded: &Loaded, store: &SqlStore) -> anyhow::
         bail!("a user named {:?} already exists", username.as_str());
     }
     let password = read_password(args.password_stdin)?;
-    let hash = hasher(loaded)?
+    let hash = hasher(loaded, 1)?
         .hash(password)
         .await
         .map_err(|e| anyhow!(e))?;
@@ -178,6 +245,19 @@ async fn create(args: CreateUser, loaded: &Loaded, store: &SqlStore) -> anyhow::
             StoreError::Conflict(message) => anyhow!(message),
             other => anyhow!(other),
         })?;
+    let flags = format!(
+        "is_active: {}, is_staff: {}, is_superuser: {}",
+        yes_no(user.is_active),
+        yes_no(user.is_staff),
+        yes_no(user.is_superuser)
+    );
+    record(
+        store,
+        AuditAction::UserCreate,
+        Some(Target::user(user.id, &user.username)),
+        flags,
+    )
+    .await;
     println!("Created user {} with id {}.", user.username, user.id);
     Ok(())
 }
@@ -189,8 +269,19 @@ async fn existing(store: &SqlStore, username: &str) -> anyhow::Result<User> {
         .ok_or_else(|| anyhow!("no user named {username:?}"))
 }
 
-fn hasher(loaded: &Loaded) -> anyhow::Result<PasswordHasher> {
-    Ok(PasswordHasher::new(loaded.hash_params()?, 1).map_err(ConfigError)?)
+/// The flows over `store`, as `serve` builds them (one hashing slot): the
+/// commands that end sessions go through them, so the rules they keep
+/// live in one place.
+async fn service(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<AuthService> {
+    let settings = loaded.auth_settings()?;
+    auth_service(
+        loaded,
+        store,
+        hasher(loaded, 1)?,
+        settings,
+        Arc::new(SystemClock),
+    )
+    .await
 }
 
 fn yes_no(flag: bool) -> &'static str {

@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use portcullis_core::{AuthSettings, HashParams, ThrottleSettings};
 use portcullis_http::RefreshCookie;
+use portcullis_server::{AccessLog, Mount, ServerSettings};
 use portcullis_token::{Audience, TokenSettings, TokenType};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -135,6 +136,13 @@ pub struct Config {
     /// session records (what `portcullis tokens flush-expired` does), so no
     /// cron job is needed; 0 turns it off.
     pub prune_interval: Seconds,
+    /// `ADMIN_CONSOLE`: serve the staff console at `/admin/`.
+    pub admin_console: bool,
+    /// `ADMIN_IDLE_TIMEOUT`: a console session unused this long ends.
+    pub admin_idle_timeout: Seconds,
+    /// `AUDIT_RETENTION`: audit entries older than this are deleted with
+    /// the other pruning (`PRUNE_INTERVAL`, `tokens flush-expired`).
+    pub audit_retention: Seconds,
     /// `REFRESH_COOKIE`: obtain and refresh also set the refresh token as an
     /// `HttpOnly` `__Host-` cookie, which refresh, logout and blacklist read
     /// (with a CSRF check) when the body has none.
@@ -338,7 +346,7 @@ pub struct WsgiMountSpec {
     /// The mount prefix.
     pub prefix: String,
     /// Who may pass.
-    pub auth: portcullis_front::AuthMode,
+    pub auth: portcullis_server::AuthMode,
     /// `module:callable`.
     pub app: String,
     /// `sys.path` additions.
@@ -360,11 +368,9 @@ pub struct WsgiMountSpec {
 /// Every mount, checked.
 #[derive(Debug)]
 pub struct Mounts {
-    /// `[[static]]`.
-    pub statics: Vec<portcullis_front::StaticMount>,
-    /// `[[upstream]]`.
-    pub upstreams: Vec<portcullis_front::Upstream>,
-    /// `[[wsgi]]`.
+    /// `[[static]]` and `[[upstream]]`, ready to serve.
+    pub mounts: Vec<Mount>,
+    /// `[[wsgi]]`, whose workers the server starts.
     pub wsgi: Vec<WsgiMountSpec>,
 }
 
@@ -443,6 +449,9 @@ impl Default for Config {
             refresh_reuse_detection: None,
             refresh_reuse_grace: Seconds(auth.refresh_reuse_grace),
             prune_interval: Seconds(3600),
+            admin_console: true,
+            admin_idle_timeout: Seconds(1800),
+            audit_retention: Seconds(365 * 86_400),
             refresh_cookie: false,
             refresh_cookie_name: "__Host-refresh".to_owned(),
             audience: None,
@@ -496,52 +505,12 @@ impl Default for Config {
     }
 }
 
-/// How requests are logged (`ACCESS_LOG`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessLog {
-    /// No access lines.
-    Off,
-    /// One `key=value` line per request.
-    Text,
-    /// The whole log as JSON lines, one per request among them.
-    Json,
-}
-
-/// The checked settings of the server front: TLS, listeners and limits.
-#[derive(Debug, Clone)]
-pub struct FrontSettings {
-    /// The PEM certificate chain and key files, when TLS is on.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// `Strict-Transport-Security` max-age in seconds (sent with TLS only).
-    pub hsts_max_age: u64,
-    /// The plain-HTTP listener that redirects to HTTPS.
-    pub redirect_bind: Option<SocketAddr>,
-    /// The admin listener for `/metrics`.
-    pub metrics_bind: Option<SocketAddr>,
-    /// The access log.
-    pub access_log: AccessLog,
-    /// Request line plus headers, in bytes.
-    pub max_header_bytes: usize,
-    /// Request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Time to answer one request.
-    pub request_timeout: std::time::Duration,
-    /// Time to send the request headers (and the TLS handshake).
-    pub header_read_timeout: std::time::Duration,
-    /// Idle time before a connection is closed.
-    pub keep_alive_timeout: std::time::Duration,
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Bound on the drain after SIGTERM.
-    pub shutdown_timeout: std::time::Duration,
-}
-
 /// `auth = "…"` of a mount.
-fn auth_mode(entry: &str, auth: &str) -> Result<portcullis_front::AuthMode, ConfigError> {
+fn auth_mode(entry: &str, auth: &str) -> Result<portcullis_server::AuthMode, ConfigError> {
     match auth {
-        "required" => Ok(portcullis_front::AuthMode::Required),
-        "optional" => Ok(portcullis_front::AuthMode::Optional),
-        "none" => Ok(portcullis_front::AuthMode::None),
+        "required" => Ok(portcullis_server::AuthMode::Required),
+        "optional" => Ok(portcullis_server::AuthMode::Optional),
+        "none" => Ok(portcullis_server::AuthMode::None),
         other => Err(ConfigError(format!(
             "{entry}: auth {other:?} is not one of \"required\", \"optional\", \"none\""
         ))),
@@ -611,9 +580,9 @@ impl Loaded {
     }
 
     fn extract(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError(format!("invalid setting: {e}")))?;
+        let config: Config = figment.extract().map_err(|e| {
+            ConfigError(unknown_setting(&e).unwrap_or_else(|| format!("invalid setting: {e}")))
+        })?;
         Ok(Self {
             config,
             figment,
@@ -818,7 +787,7 @@ impl Loaded {
     }
 
     /// `UPSTREAM_CONNECT_TIMEOUT` and `UPSTREAM_READ_TIMEOUT`, checked.
-    pub fn proxy_timeouts(&self) -> Result<portcullis_front::ProxyTimeouts, ConfigError> {
+    pub fn proxy_timeouts(&self) -> Result<portcullis_server::ProxyTimeouts, ConfigError> {
         let seconds = |key: &str, value: Seconds| {
             u64::try_from(value.0)
                 .ok()
@@ -831,7 +800,7 @@ impl Loaded {
                     ))
                 })
         };
-        Ok(portcullis_front::ProxyTimeouts {
+        Ok(portcullis_server::ProxyTimeouts {
             connect: seconds(
                 "upstream_connect_timeout",
                 self.config.upstream_connect_timeout,
@@ -845,6 +814,7 @@ impl Loaded {
     /// how to fix it.
     pub fn mounts(&self) -> Result<Mounts, ConfigError> {
         let c = &self.config;
+        let timeouts = self.proxy_timeouts()?;
         let mut seen: Vec<String> = Vec::new();
         let mut check_prefix = |table: &str, origin: &str, prefix: &str| {
             let entry = format!("{table} (prefix {prefix:?}, from {origin})");
@@ -870,6 +840,12 @@ impl Loaded {
                     "{entry}: the API itself answers {api}, which comes before every mount; choose another prefix"
                 )));
             }
+            if c.admin_console && prefix.starts_with(portcullis_console::CONSOLE_PREFIX) {
+                return Err(ConfigError(format!(
+                    "{entry}: the staff console answers {}, which comes before every mount; choose another prefix or set ADMIN_CONSOLE=false",
+                    portcullis_console::CONSOLE_PREFIX
+                )));
+            }
             if seen.iter().any(|p| p == prefix) {
                 return Err(ConfigError(format!(
                     "{entry}: another [[static]], [[upstream]] or [[wsgi]] entry has the same prefix; give each its own"
@@ -879,7 +855,7 @@ impl Loaded {
             Ok(entry)
         };
         let origin = self.source("static");
-        let mut statics = Vec::with_capacity(c.statics.len());
+        let mut mounts = Vec::with_capacity(c.statics.len() + c.upstreams.len());
         for (i, s) in c.statics.iter().enumerate() {
             let entry = check_prefix(&format!("[[static]] #{}", i + 1), &origin, &s.prefix)?;
             let cache_control = match s.cache_control.as_deref() {
@@ -890,28 +866,33 @@ impl Loaded {
                     ))
                 })?),
             };
-            let mount = portcullis_front::StaticMount::new(s.prefix.clone(), &s.dir, cache_control)
+            let mount = portcullis_server::StaticMount::new(s.prefix.clone(), &s.dir, cache_control)
                 .map_err(|e| {
                     ConfigError(format!(
                         "{entry}: dir {} cannot be served ({e}); set dir to an existing directory (relative paths are from the working directory)",
                         s.dir.display()
                     ))
                 })?;
-            statics.push(mount);
+            mounts.push(Mount::Static(mount));
         }
         let origin = self.source("upstream");
-        let mut upstreams = Vec::with_capacity(c.upstreams.len());
         for (i, u) in c.upstreams.iter().enumerate() {
             let entry = check_prefix(&format!("[[upstream]] #{}", i + 1), &origin, &u.prefix)?;
             let auth = auth_mode(&entry, &u.auth)?;
             let upstream =
-                portcullis_front::Upstream::new(u.prefix.clone(), u.url.trim(), auth, u.strip_prefix)
+                portcullis_server::Upstream::new(
+                u.prefix.clone(),
+                u.url.trim(),
+                auth,
+                u.strip_prefix,
+                timeouts,
+            )
                     .map_err(|e| {
                         ConfigError(format!(
                             "{entry}: url {e}; use the application's address, such as \"http://127.0.0.1:8001\""
                         ))
                     })?;
-            upstreams.push(upstream);
+            mounts.push(Mount::Upstream(upstream));
         }
         let origin = self.source("wsgi");
         let mut wsgi = Vec::with_capacity(c.wsgi.len());
@@ -919,11 +900,7 @@ impl Loaded {
             let entry = check_prefix(&format!("[[wsgi]] #{}", i + 1), &origin, &w.prefix)?;
             wsgi.push(self.wsgi_spec(entry, w)?);
         }
-        Ok(Mounts {
-            statics,
-            upstreams,
-            wsgi,
-        })
+        Ok(Mounts { mounts, wsgi })
     }
 
     fn wsgi_spec(&self, entry: String, w: &WsgiEntry) -> Result<WsgiMountSpec, ConfigError> {
@@ -1059,8 +1036,8 @@ impl Loaded {
             .transpose()
     }
 
-    /// The front's settings (TLS, listeners, limits, logging), checked.
-    pub fn front(&self) -> Result<FrontSettings, ConfigError> {
+    /// The server's settings (TLS, listeners, limits, logging), checked.
+    pub fn server(&self) -> Result<ServerSettings, ConfigError> {
         let c = &self.config;
         let tls = match (&c.tls_cert_file, &c.tls_key_file) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
@@ -1116,7 +1093,7 @@ impl Loaded {
                 Ok(std::time::Duration::from_secs(value.0.unsigned_abs()))
             }
         };
-        Ok(FrontSettings {
+        Ok(ServerSettings {
             tls,
             hsts_max_age: c.hsts_max_age.0.unsigned_abs(),
             redirect_bind,
@@ -1166,6 +1143,96 @@ impl Loaded {
     }
 }
 
+/// An unknown setting named as it was written (`PORTCULLIS_ACESS_TOKEN_LIFETIME`
+/// in the environment, `acess_token_lifetime` in a file), with the
+/// closest known name; `None` for any other error.
+fn unknown_setting(error: &figment::Error) -> Option<String> {
+    let figment::error::Kind::UnknownField(found, expected) = &error.kind else {
+        return None;
+    };
+    let from_env = error
+        .metadata
+        .as_ref()
+        .is_some_and(|meta| meta.name.contains("environment"));
+    let closest = closest_name(found, expected);
+    if from_env {
+        let written = format!("PORTCULLIS_{}", found.to_ascii_uppercase());
+        let hint = closest.map_or_else(String::new, |name| {
+            format!("; did you mean PORTCULLIS_{}?", name.to_ascii_uppercase())
+        });
+        return Some(format!(
+            "the environment variable {written} is not a setting{hint}"
+        ));
+    }
+    let source = match error
+        .metadata
+        .as_ref()
+        .and_then(|meta| meta.source.as_ref())
+    {
+        Some(figment::Source::File(path)) => format!("config file {}", path.display()),
+        _ => "the settings".to_owned(),
+    };
+    // The path ends with the key itself; before it, the table it is in.
+    let table = match error.path.split_last().map(|(_, table)| table) {
+        Some([array, index]) => match index.parse::<usize>() {
+            Ok(i) => format!(" in [[{array}]] #{}", i + 1),
+            Err(_) => format!(" in [{array}.{index}]"),
+        },
+        Some(table) if !table.is_empty() => format!(" in [{}]", table.join(".")),
+        _ => String::new(),
+    };
+    let hint = closest.map_or_else(String::new, |name| format!("; did you mean `{name}`?"));
+    Some(format!(
+        "`{found}`{table} in {source} is not a setting{hint}"
+    ))
+}
+
+/// The known name nearest to `found` by edit distance, if it is near
+/// enough to be a typo (at most a third of its length, and at least 1),
+/// else a known name that `found` begins.
+fn closest_name<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
+    let found = found.to_ascii_lowercase();
+    let limit = (found.len() / 3).max(1);
+    known
+        .iter()
+        .map(|name| (edit_distance(&found, name), *name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+        // A shortened name (`strip` for `strip_prefix`).
+        .or_else(|| {
+            known
+                .iter()
+                .find(|name| found.len() >= 3 && name.starts_with(found.as_str()))
+                .copied()
+        })
+}
+
+/// Levenshtein distance over bytes (setting names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.bytes().enumerate() {
+            let substitute = previous.get(j).copied().unwrap_or(usize::MAX) + usize::from(ca != cb);
+            let delete = previous
+                .get(j + 1)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            let insert = current
+                .get(j)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            current.push(substitute.min(delete).min(insert));
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or(0)
+}
+
 fn read_key_file(path: &Path, origin: &str) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("{origin}: cannot read {}: {e}", path.display())))?;
@@ -1203,6 +1270,23 @@ mod tests {
                 .contains("\"soon\" is not a duration")
         );
         assert!(seconds("-5").is_err());
+    }
+
+    #[test]
+    fn typos_find_the_nearest_name() {
+        let known = ["access_token_lifetime", "refresh_token_lifetime", "bind"];
+        assert_eq!(
+            closest_name("acess_token_lifetime", &known),
+            Some("access_token_lifetime")
+        );
+        assert_eq!(closest_name("bnd", &known), Some("bind"));
+        assert_eq!(closest_name("colour", &known), None);
+        assert_eq!(
+            closest_name("refresh", &known),
+            Some("refresh_token_lifetime")
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

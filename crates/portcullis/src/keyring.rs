@@ -1,12 +1,10 @@
-//! The key set at run time: `portcullis keys …`, the reload task that
-//! keeps every node's engine in step with the database, automatic
-//! rotation, and the keys of another issuer fetched from `JWK_URL`.
-//!
-//! No command writes a file: keys live in the database, and
-//! `export-public` prints the public JWKS to standard output.
+//! The key set at run time: the reload task that keeps every node's
+//! engine in step with the database, rotation (automatic, and the key
+//! the `keys generate` and `keys rotate` commands add), and the keys of
+//! another issuer fetched from `JWK_URL`.
 
 use std::collections::HashSet;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use portcullis_core::{KeySource, Store, StoreError};
@@ -17,9 +15,7 @@ use portcullis_token::{
 };
 use portcullis_verify::JwksSource;
 
-use crate::cli::KeysCommand;
 use crate::config::{ConfigError, Loaded};
-use crate::startup::{load_keys, open_store};
 
 /// How often a running server rereads the key set: well inside the 5 s
 /// within which a change made elsewhere must be seen.
@@ -29,88 +25,32 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// flood of tokens with made-up kids cannot make us hammer the issuer.
 pub const REMOTE_REFETCH_EVERY: Duration = portcullis_verify::JWKS_REFETCH_EVERY;
 
-/// Run `portcullis keys …`.
-pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()> {
-    let store = open_store(loaded).await?;
-    let now = SystemClock.now();
-    match command {
-        KeysCommand::Generate {
-            alg,
-            bits,
-            activate,
-        } => {
-            let policy = Rotation::from_settings(loaded)?;
-            let key = add_key(&store, &policy, &alg, bits, activate.then_some(now), now).await?;
-            let what = match (activate, key.algorithm.starts_with("HS")) {
-                (true, _) => "signs from now on",
-                // A shared secret is never published.
-                (false, true) => "verifies; it does not sign and, being HMAC, is never published",
-                (false, false) => "is published and verifies; it does not sign",
-            };
-            println!("Generated {} key {}; it {what}.", key.algorithm, key.kid);
-        }
-        KeysCommand::Rotate { alg } => {
-            let keys = store.signing_keys().await?;
-            let states = key_states(&keys, now);
-            let active = keys
-                .iter()
-                .zip(&states)
-                .find(|(_, s)| **s == KeyState::Active)
-                .map(|(k, _)| k.algorithm.clone());
-            let alg = alg
-                .or(active)
-                .unwrap_or_else(|| loaded.config.algorithm.clone());
-            let policy = Rotation::from_settings(loaded)?;
-            let at = now.saturating_add(policy.publish_delay);
-            let key = add_key(&store, &policy, &alg, None, Some(at), now).await?;
-            println!(
-                "Published {} key {}; it signs from {} on.",
-                key.algorithm,
-                key.kid,
-                time(key.activates_at)
-            );
-        }
-        KeysCommand::Retire { kid } => {
-            if !store.retire_signing_key(&kid, now).await? {
-                bail!("no key with kid {kid:?}");
-            }
-            println!("Key {kid} is retired: its tokens are no longer accepted.");
-        }
-        KeysCommand::List => {
-            let keys = store.signing_keys().await?;
-            println!(
-                "{:<24} {:<9} {:<12} {:<20} {:<20} {:<20}",
-                "kid", "algorithm", "state", "created", "activates", "retires"
-            );
-            for (key, state) in keys.iter().zip(key_states(&keys, now)) {
-                println!(
-                    "{:<24} {:<9} {:<12} {:<20} {:<20} {:<20}",
-                    key.kid,
-                    key.algorithm,
-                    state.as_str(),
-                    time(Some(key.created_at)),
-                    time(key.activates_at),
-                    time(key.retires_at)
-                );
-            }
-        }
-        KeysCommand::ExportPublic => {
-            let engine = TokenEngine::new(
-                loaded.token_settings()?,
-                load_keys(loaded, &store).await?,
-                std::sync::Arc::new(SystemClock),
-            );
-            reload(&engine, &store, &mut HashSet::new()).await?;
-            println!("{}", engine.jwks()?.body);
-        }
-    }
-    Ok(())
+/// `keys rotate` (and the console's Rotate): publish a successor of the
+/// active key, of `alg` (default: the active key's, else `fallback`), that
+/// signs after `KEY_PUBLISH_DELAY`.
+pub(crate) async fn rotate(
+    store: &SqlStore,
+    policy: &Rotation,
+    alg: Option<String>,
+    fallback: &str,
+    now: i64,
+) -> anyhow::Result<StoredKey> {
+    let keys = store.signing_keys().await?;
+    let states = key_states(&keys, now);
+    let active = keys
+        .iter()
+        .zip(&states)
+        .find(|(_, s)| **s == KeyState::Active)
+        .map(|(k, _)| k.algorithm.clone());
+    let alg = alg.or(active).unwrap_or_else(|| fallback.to_owned());
+    let at = now.saturating_add(policy.publish_delay);
+    add_key(store, policy, &alg, None, Some(at), now).await
 }
 
 /// Generate and store a key that signs from `activates_at` (`None`: not
 /// scheduled). The key that signs now then keeps verifying until every
 /// token it may sign before `activates_at` has expired, and retires.
-async fn add_key(
+pub(crate) async fn add_key(
     store: &SqlStore,
     policy: &Rotation,
     alg: &str,
@@ -200,14 +140,6 @@ impl Rotation {
                 .saturating_add(s.leeway),
         })
     }
-}
-
-/// RFC 3339 in UTC, or `-`.
-fn time(at: Option<i64>) -> String {
-    at.and_then(|at| u64::try_from(at).ok()).map_or_else(
-        || "-".to_owned(),
-        |at| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(at)).to_string(),
-    )
 }
 
 /// Read the key set and install it. Keys that do not load are logged once

@@ -1,7 +1,6 @@
 //! Building and running the server. `main` stays thin; tests call
 //! [`Application::build`] with `BIND=127.0.0.1:0` and talk HTTP to it.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,21 +8,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use portcullis_core::{AuthService, PasswordHasher, Store};
+use portcullis_core::AuthService;
 use portcullis_http::{AppState, HttpSettings};
+use portcullis_server::{Listener, Mounts, ServerSettings, Tls, metrics};
 use portcullis_store::SqlStore;
-use portcullis_token::{SigningKeys, SystemClock, TokenEngine, is_hmac};
+use portcullis_token::SystemClock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{ConfigError, FrontSettings, Loaded, secret_bytes};
+use crate::config::{ConfigError, Loaded};
 use crate::keyring::{self, RemoteJwks, Rotation};
-use crate::server::{self, Listener, Tls};
+use crate::store_setup::{auth_service, hasher, open_store};
 use crate::wsgi::Apps;
-
-/// Where a generated HMAC secret is kept (in the database, so every node
-/// that shares it signs with the same key).
-const GENERATED_KEY_SETTING: &str = "generated_signing_key";
 
 /// A built, bound, not yet running server.
 #[derive(Debug)]
@@ -34,9 +30,9 @@ pub struct Application {
     /// The admin listener for `/metrics` (`METRICS_BIND`).
     metrics: Option<TcpListener>,
     tls: Option<Arc<Tls>>,
-    front: FrontSettings,
+    server: ServerSettings,
     /// Every route of the main listener, in one router: the serving loop
-    /// wraps it with the front middleware (request id, limits, metrics).
+    /// wraps it with the middleware (request id, limits, metrics).
     router: Router,
     /// The `[[wsgi]]` apps' worker pools.
     apps: Apps,
@@ -44,6 +40,8 @@ pub struct Application {
     auth: AuthService,
     rotation: Rotation,
     prune_interval: Option<Duration>,
+    /// `AUDIT_RETENTION`, seconds.
+    audit_retention: i64,
 }
 
 impl Application {
@@ -52,7 +50,7 @@ impl Application {
     pub async fn build(loaded: &Loaded) -> anyhow::Result<Self> {
         let token_settings = loaded.token_settings()?;
         let auth_settings = loaded.auth_settings()?;
-        let hash_params = loaded.hash_params()?;
+        let hasher = hasher(loaded, cores())?;
         let mut http = HttpSettings {
             auth_header_name: loaded.auth_header_name()?,
             max_body_bytes: loaded.config.max_body_bytes,
@@ -66,22 +64,20 @@ impl Application {
             readiness: Vec::new(),
         };
         let mounts = loaded.mounts()?;
-        let proxy_timeouts = loaded.proxy_timeouts()?;
         let bind = loaded.bind()?;
         // Settings and certificate files first: a typo fails before the
         // database is touched.
-        let front = loaded.front()?;
-        let tls = match &front.tls {
-            Some((cert, key)) => Some(Arc::new(Tls::load(cert, key).map_err(ConfigError)?)),
+        let server = loaded.server()?;
+        let tls = match &server.tls {
+            Some((cert, key)) => Some(Arc::new(
+                Tls::load(cert, key).map_err(|e| ConfigError(e.to_string()))?,
+            )),
             None => None,
         };
+        let rotation = Rotation::from_settings(loaded)?;
         let store = open_store(loaded).await?;
-        let keys = load_keys(loaded, &store).await?;
-        let engine = TokenEngine::new(token_settings, keys, Arc::new(SystemClock));
-        keyring::reload(&engine, &store, &mut HashSet::new()).await?;
-        let hasher = PasswordHasher::new(hash_params, cores()).map_err(ConfigError)?;
-        let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
-        let mut auth = AuthService::new(engine, store_dyn, hasher, auth_settings);
+        let mut auth =
+            auth_service(loaded, &store, hasher, auth_settings, Arc::new(SystemClock)).await?;
         if let Some(url) = loaded.config.jwk_url.as_deref().filter(|u| !u.is_empty()) {
             let remote = RemoteJwks::new(url)
                 .map_err(|e| ConfigError(format!("{}: {e}", loaded.origin("jwk_url"))))?;
@@ -93,27 +89,29 @@ impl Application {
             auth = auth.with_key_source(Arc::new(remote));
         }
         // Installed before any request, so the first logins are counted.
-        server::metrics::handle();
+        metrics::handle();
         // The workers import the app while the rest starts; `/readyz` is
         // 503 until they have.
         let apps = Apps::start(&mounts.wsgi, cores())?;
         http.readiness.extend(apps.readiness());
-        let state = AppState::new(auth.clone(), http);
+        let state = AppState::new(auth.clone(), http).with_audit(Arc::new(store.clone()));
         let mut api = portcullis_http::router(state.clone());
-        if front.metrics_bind.is_none() {
-            api = api.merge(server::metrics::router());
+        if server.metrics_bind.is_none() {
+            api = api.merge(metrics::router());
         }
-        // API routes first; then `[[static]]` and `[[upstream]]` mounts by
-        // longest prefix (portcullis-front).
-        let front_mounts =
-            portcullis_front::Front::new(state, mounts.statics, mounts.upstreams, proxy_timeouts);
-        let router = apps.mount(front_mounts).behind(api);
+        if let Some(console) = crate::console::router(loaded, &auth, &store, tls.is_some())? {
+            api = api.merge(console);
+        }
+        // API routes first; then the mounts by longest prefix.
+        let mut all_mounts = mounts.mounts;
+        all_mounts.extend(apps.mounts());
+        let router = Mounts::new(state, all_mounts).behind(api);
         let listener = bind_listener(bind, "BIND").await?;
-        let redirect = match front.redirect_bind {
+        let redirect = match server.redirect_bind {
             Some(addr) => Some(bind_listener(addr, "HTTP_REDIRECT_BIND").await?),
             None => None,
         };
-        let metrics = match front.metrics_bind {
+        let metrics = match server.metrics_bind {
             Some(addr) => Some(bind_listener(addr, "METRICS_BIND").await?),
             None => None,
         };
@@ -122,12 +120,13 @@ impl Application {
             redirect,
             metrics,
             tls,
-            front,
+            server,
             router,
             apps,
             store,
             auth,
-            rotation: Rotation::from_settings(loaded)?,
+            rotation,
+            audit_retention: loaded.config.audit_retention.0,
             prune_interval: u64::try_from(loaded.config.prune_interval.0)
                 .ok()
                 .filter(|&s| s > 0)
@@ -186,26 +185,27 @@ impl Application {
             self.rotation,
         ));
         background.spawn(revocation_task(self.auth.clone(), self.store.clone()));
-        background.spawn(server::metrics::upkeep_task());
+        background.spawn(metrics::upkeep_task());
         if let Some(every) = self.prune_interval {
             background.spawn(prune_task(
+                self.auth.clone(),
                 self.store.clone(),
                 every,
-                self.auth.settings().throttle.window,
+                self.audit_retention,
             ));
         }
-        let settings = Arc::new(self.front);
+        let settings = Arc::new(self.server);
         let mut listeners = vec![Listener {
             name: "main",
             tcp: self.listener,
-            router: server::main_router(self.router, &settings, self.tls.is_some()),
+            router: portcullis_server::main_router(self.router, &settings, self.tls.is_some()),
             tls: self.tls,
         }];
         if let Some(tcp) = self.redirect {
             listeners.push(Listener {
                 name: "redirect",
                 tcp,
-                router: server::redirect_router(&settings, https_port),
+                router: portcullis_server::redirect_router(&settings, https_port),
                 tls: None,
             });
         }
@@ -213,14 +213,14 @@ impl Application {
             listeners.push(Listener {
                 name: "metrics",
                 tcp,
-                router: server::metrics_router(&settings),
+                router: portcullis_server::metrics_router(&settings),
                 tls: None,
             });
         }
         let (stop, stopped) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
         for listener in listeners {
-            servers.spawn(server::serve(
+            servers.spawn(portcullis_server::serve(
                 listener,
                 Arc::clone(&settings),
                 stopped.clone(),
@@ -242,7 +242,7 @@ impl Application {
             hangup.abort();
         }
         self.store.close().await;
-        server::flush_access_log();
+        portcullis_server::flush_access_log();
         if let Some(reason) = boot_failure {
             anyhow::bail!("{reason}");
         }
@@ -333,79 +333,21 @@ async fn revocation_task(auth: AuthService, store: SqlStore) {
 }
 
 /// Every `PRUNE_INTERVAL`, delete expired token and session records:
-/// the same store call as `portcullis tokens flush-expired`, so no cron
-/// job is needed. The first run is one interval after the start (a fleet
-/// restarting together does not prune all at once); a failure is logged
-/// and retried at the next tick.
-async fn prune_task(store: SqlStore, every: Duration, login_failure_window: i64) {
+/// what `portcullis tokens flush-expired` does, so no cron job is needed.
+/// The first run is one interval after the start (a fleet restarting
+/// together does not prune all at once); a failure is logged and retried
+/// at the next tick.
+async fn prune_task(auth: AuthService, store: SqlStore, every: Duration, audit_retention: i64) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match crate::commands::flush_expired(&store, login_failure_window).await {
+        match crate::commands::flush_expired(&auth, &store, audit_retention).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned expired token records"),
             Err(e) => tracing::warn!(error = %e, "cannot prune expired token records"),
         }
     }
-}
-
-/// Open (creating and migrating) the configured database.
-pub async fn open_store(loaded: &Loaded) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&loaded.config.database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.origin("database_url")))
-}
-
-/// The configured key pair, or — for HMAC with no key configured — the
-/// key generated on first start and kept in the database, as Django's
-/// `startproject` writes a `SECRET_KEY`. There is no built-in default key.
-pub(crate) async fn load_keys(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<SigningKeys> {
-    let token_settings = loaded.token_settings()?;
-    let algorithm = token_settings.algorithm;
-    let verifying = loaded.verifying_key()?;
-    let key_origin = if loaded.config.signing_key.is_some() {
-        loaded.origin("signing_key")
-    } else {
-        loaded.origin("signing_key_file")
-    };
-    if let Some(secret) = loaded.signing_key()? {
-        return SigningKeys::new(
-            algorithm,
-            secret_bytes(&secret),
-            verifying.as_deref().map(str::as_bytes),
-        )
-        .map_err(|e| ConfigError(format!("{key_origin}: {e}")).into());
-    }
-    if !is_hmac(algorithm) {
-        return Err(ConfigError(format!(
-            "{} needs a private key: set SIGNING_KEY_FILE to a PEM file (for example one made by `openssl genpkey -algorithm ed25519 -out signing.pem` for EdDSA)",
-            loaded.origin("algorithm")
-        ))
-        .into());
-    }
-    let secret = if let Some(secret) = store.setting(GENERATED_KEY_SETTING).await? {
-        secret
-    } else {
-        let candidate = SigningKeys::generate_hmac_secret()?;
-        // Nodes starting together agree: the first insert wins.
-        let secret = store
-            .init_setting(GENERATED_KEY_SETTING, &candidate)
-            .await?;
-        if secret == candidate {
-            tracing::warn!(
-                "no SIGNING_KEY is configured: generated a random signing key and stored it in the database; set SIGNING_KEY to share a key with other services"
-            );
-        }
-        secret
-    };
-    SigningKeys::new(algorithm, secret.as_bytes(), None).map_err(|e| {
-        ConfigError(format!(
-            "the generated signing key in the database does not suit {}: {e}",
-            loaded.origin("algorithm")
-        ))
-        .into()
-    })
 }
 
 fn cores() -> usize {

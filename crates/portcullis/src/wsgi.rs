@@ -21,7 +21,7 @@ pub(crate) struct Apps {
     #[cfg(feature = "wsgi")]
     pools: Vec<(String, portcullis_wsgi::Pool)>,
     #[cfg(feature = "wsgi")]
-    mounts: Vec<portcullis_front::WsgiMount>,
+    mounts: Vec<portcullis_server::WsgiMount>,
 }
 
 // Without the feature the methods keep their signatures and do nothing.
@@ -60,7 +60,7 @@ impl Apps {
             };
             let pool = portcullis_wsgi::Pool::start(config)
                 .with_context(|| format!("{}: cannot start its workers", spec.entry))?;
-            apps.mounts.push(portcullis_front::WsgiMount::new(
+            apps.mounts.push(portcullis_server::WsgiMount::new(
                 spec.prefix.clone(),
                 spec.auth,
                 pool.clone(),
@@ -102,14 +102,18 @@ impl Apps {
         Vec::new()
     }
 
-    /// `front` with the WSGI mounts added.
-    pub(crate) fn mount(&self, front: portcullis_front::Front) -> portcullis_front::Front {
+    /// The WSGI mounts, to serve with the others.
+    pub(crate) fn mounts(&self) -> Vec<portcullis_server::Mount> {
         #[cfg(feature = "wsgi")]
         {
-            front.with_wsgi(self.mounts.clone())
+            self.mounts
+                .iter()
+                .cloned()
+                .map(portcullis_server::Mount::Wsgi)
+                .collect()
         }
         #[cfg(not(feature = "wsgi"))]
-        front
+        Vec::new()
     }
 
     /// Any apps at all?

@@ -10,16 +10,20 @@
 //!   deactivate → 204 (as `portcullis user deactivate`).
 //! - `DELETE /api/admin/users/{id}/`: end every session, then delete → 204
 //!   (as `portcullis user delete`).
+//!
+//! Every change is recorded in the audit trail (issue 18), with the staff
+//! account and the client address.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use portcullis_core::{Actor, AuditAction, AuditEntry, Authenticated, Target};
 use serde_json::Value;
 
 use super::sessions::sessions_json;
 use super::{method_not_allowed, view_at};
-use crate::{ApiError, AppState, StaffUser};
+use crate::{ApiError, AppState, ClientAddr, StaffUser};
 
 pub(crate) fn router() -> Router<AppState> {
     view_at(
@@ -71,26 +75,97 @@ async fn list(
     Ok(sessions_json(&auth, sessions))
 }
 
+/// Do `change` to the user in the path, answer 204 (404 if there is no
+/// such user), and record it as `action` done by `staff`.
+async fn change<F, Fut>(
+    state: &AppState,
+    staff: &Authenticated,
+    ClientAddr(address): ClientAddr,
+    id: &str,
+    action: AuditAction,
+    change: F,
+) -> Result<StatusCode, ApiError>
+where
+    F: FnOnce(i64) -> Fut,
+    Fut: Future<Output = Result<bool, portcullis_core::AuthError>>,
+{
+    let id = user_id(id)?;
+    let user = state
+        .auth()
+        .store()
+        .user_by_id(id)
+        .await
+        .map_err(portcullis_core::AuthError::from)?
+        .ok_or(ApiError::NotFound)?;
+    let done = change(id).await?;
+    if done {
+        let actor = Actor::Staff {
+            id: staff.user.id,
+            username: staff.user.username.clone(),
+        };
+        let entry = AuditEntry::new(
+            state.auth().engine().now(),
+            actor,
+            action,
+            Some(Target::user(user.id, &user.username)),
+        )
+        .detail("staff API")
+        .address(address.map(|ip| ip.to_string()));
+        state.record_audit(entry).await;
+    }
+    no_content(done)
+}
+
 async fn end_all(
     State(state): State<AppState>,
-    _: StaffUser,
+    StaffUser(staff): StaffUser,
+    address: ClientAddr,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    no_content(state.auth().end_sessions_of(user_id(&id)?).await?)
+    let auth = state.auth().clone();
+    change(
+        &state,
+        &staff,
+        address,
+        &id,
+        AuditAction::SessionsEndAll,
+        |id| async move { auth.end_sessions_of(id).await },
+    )
+    .await
 }
 
 async fn deactivate(
     State(state): State<AppState>,
-    _: StaffUser,
+    StaffUser(staff): StaffUser,
+    address: ClientAddr,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    no_content(state.auth().deactivate_user(user_id(&id)?).await?)
+    let auth = state.auth().clone();
+    change(
+        &state,
+        &staff,
+        address,
+        &id,
+        AuditAction::UserDeactivate,
+        |id| async move { auth.deactivate_user(id).await },
+    )
+    .await
 }
 
 async fn remove(
     State(state): State<AppState>,
-    _: StaffUser,
+    StaffUser(staff): StaffUser,
+    address: ClientAddr,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    no_content(state.auth().delete_user(user_id(&id)?).await?)
+    let auth = state.auth().clone();
+    change(
+        &state,
+        &staff,
+        address,
+        &id,
+        AuditAction::UserDelete,
+        |id| async move { auth.delete_user(id).await },
+    )
+    .await
 }

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::handler::Handler;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
 use axum::routing::MethodRouter;
 use serde_json::{Value, json};
@@ -57,17 +57,12 @@ impl Finish {
     }
 
     fn apply(self, response: &mut Response, state: &AppState) {
-        let unauthorized = response.status() == StatusCode::UNAUTHORIZED;
-        let headers = response.headers_mut();
         if let Some(allow) = self.allow {
+            let headers = response.headers_mut();
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             headers.insert(header::VARY, HeaderValue::from_static("Accept"));
         }
-        if unauthorized {
-            headers
-                .entry(header::WWW_AUTHENTICATE)
-                .or_insert_with(|| state.www_authenticate().clone());
-        }
+        state.challenge(response);
     }
 }
 

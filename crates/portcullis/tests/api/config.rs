@@ -54,7 +54,15 @@ async fn bad_settings_stop_the_start_and_say_why() {
         ),
         (
             vec![("PORTCULLIS_ROTATE_REFRESH_TOKEN", "true")],
-            "error: invalid setting: unknown field: found `rotate_refresh_token`, expected",
+            "error: the environment variable PORTCULLIS_ROTATE_REFRESH_TOKEN is not a setting; did you mean PORTCULLIS_ROTATE_REFRESH_TOKENS?\n",
+        ),
+        (
+            vec![("PORTCULLIS_ACESS_TOKEN_LIFETIME", "5m")],
+            "error: the environment variable PORTCULLIS_ACESS_TOKEN_LIFETIME is not a setting; did you mean PORTCULLIS_ACCESS_TOKEN_LIFETIME?\n",
+        ),
+        (
+            vec![("PORTCULLIS_COLOUR", "blue")],
+            "error: the environment variable PORTCULLIS_COLOUR is not a setting\n",
         ),
         (
             vec![("PORTCULLIS_DATABASE_URL", "mysql://localhost/x")],
@@ -84,6 +92,26 @@ async fn bad_settings_stop_the_start_and_say_why() {
         );
         assert!(log.ends_with("(exit code Some(1))"), "{log}");
     }
+}
+
+/// A misspelt setting in the file is named as written, with the nearest
+/// known name, and nothing else (not the list of every setting).
+#[tokio::test]
+async fn an_unknown_setting_in_the_file_is_named_with_the_nearest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.toml");
+    std::fs::write(&file, "acess_token_lifetime = \"5m\"\n").unwrap();
+    let mut command = serve_in(dir.path());
+    command.arg("--config").arg(&file).arg("serve");
+    let out = run(command, "").await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: `acess_token_lifetime` in config file {} is not a setting; did you mean `access_token_lifetime`?\n",
+            file.display()
+        )
+    );
 }
 
 #[tokio::test]

@@ -534,7 +534,10 @@ fn bad_mounts_are_refused_with_the_fix() {
         Loaded::from_toml("[[upstream]]\nprefix = \"/a/\"\nurl = \"http://x\"\nstrip = true\n")
             .unwrap_err()
             .0;
-    assert!(unknown.contains("found `strip`"), "{unknown}");
+    assert_eq!(
+        unknown,
+        "`strip` in [[upstream]] #1 in the settings is not a setting; did you mean `strip_prefix`?"
+    );
 }
 
 fn upstream_toml(upstream: &str, auth: &str, extra: &str) -> String {
@@ -856,6 +859,8 @@ async fn proxy_failures_are_502_and_504() {
             r#"{"detail":"The upstream server is unreachable or sent an invalid response.","code":"bad_gateway"}"#
         )
     );
+    assert_eq!(down.header("content-type"), Some("application/json"));
+    assert_eq!(down.header("www-authenticate"), None);
     let slow = app.get("/app/slow", None).await;
     assert_eq!(
         (slow.status, slow.body.as_str()),
@@ -864,6 +869,27 @@ async fn proxy_failures_are_502_and_504() {
             r#"{"detail":"The upstream server did not answer in time.","code":"gateway_timeout"}"#
         )
     );
+    assert_eq!(slow.header("content-type"), Some("application/json"));
+    app.stop().await;
+}
+
+/// A file the server cannot read for another reason than permissions
+/// (here a socket, which `open` refuses): DRF's generic 500, and the
+/// cause only in the log.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_file_that_cannot_be_read_is_500() {
+    let dir = static_tree();
+    let _socket =
+        std::os::unix::net::UnixListener::bind(dir.path().join("public/socket.txt")).unwrap();
+    let app = TestApp::spawn(Backend::Sqlite, &static_toml(dir.path())).await;
+    let reply = app.get("/static/socket.txt", None).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (500, r#"{"detail":"A server error occurred."}"#)
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.header("cache-control"), None);
     app.stop().await;
 }
 

@@ -99,6 +99,11 @@ async fn a_request_over_request_timeout_gets_408() {
         r#"{"detail":"The request was not completed within 1 seconds (REQUEST_TIMEOUT).","code":"request_timeout"}"#
     );
     assert!(reply.head.contains("connection: close"), "{}", reply.head);
+    assert!(
+        reply.head.contains("content-type: application/json"),
+        "{}",
+        reply.head
+    );
     assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
     app.stop().await;
 }

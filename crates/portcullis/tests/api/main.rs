@@ -14,6 +14,7 @@ mod admin;
 mod cli;
 mod compat;
 mod config;
+mod console;
 mod cookies;
 mod django;
 mod flows;

@@ -133,7 +133,12 @@ async fn the_redirect_listener_sends_everything_to_https() {
     assert_eq!(reply.status, 400);
     assert_eq!(
         reply.body,
-        "A Host header naming this server is required.\n"
+        r#"{"detail":"A Host header naming this server is required."}"#
+    );
+    assert!(
+        reply.head.contains("content-type: application/json"),
+        "{}",
+        reply.head
     );
     app.stop().await;
 }

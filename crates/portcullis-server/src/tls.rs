@@ -25,7 +25,7 @@ pub struct Tls {
 
 impl Tls {
     /// Read the certificate chain and key; the error names the file.
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, TlsError> {
         Ok(Self {
             current: Mutex::new(Arc::new(server_config(cert_file, key_file)?)),
             cert_file: cert_file.to_owned(),
@@ -34,7 +34,7 @@ impl Tls {
     }
 
     /// Read the files again; on failure the old certificate stays.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), TlsError> {
         let fresh = Arc::new(server_config(&self.cert_file, &self.key_file)?);
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
         Ok(())
@@ -48,39 +48,71 @@ impl Tls {
     }
 }
 
-fn server_config(cert_file: &Path, key_file: &Path) -> Result<ServerConfig, String> {
+/// Why a certificate and key cannot be used; the message names the
+/// setting and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// `TLS_CERT_FILE` cannot be read as PEM.
+    #[error("TLS_CERT_FILE: cannot read a PEM certificate chain from {}: {source}", .file.display())]
+    Certificate {
+        /// The file.
+        file: PathBuf,
+        /// The reader's reason.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// `TLS_CERT_FILE` holds no certificate.
+    #[error("TLS_CERT_FILE: {} holds no CERTIFICATE block", .0.display())]
+    NoCertificate(PathBuf),
+    /// `TLS_KEY_FILE` cannot be read as PEM.
+    #[error("TLS_KEY_FILE: cannot read a PEM private key from {}: {source}", .file.display())]
+    Key {
+        /// The file.
+        file: PathBuf,
+        /// The reader's reason.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// rustls refused the protocol versions (not expected with its defaults).
+    #[error("TLS: {0}")]
+    Protocols(#[source] tokio_rustls::rustls::Error),
+    /// The key does not go with the certificate, or rustls refused either.
+    #[error("TLS_CERT_FILE {} and TLS_KEY_FILE {} do not make a usable pair: {source}", .cert_file.display(), .key_file.display())]
+    Pair {
+        /// The certificate file.
+        cert_file: PathBuf,
+        /// The key file.
+        key_file: PathBuf,
+        /// rustls's reason.
+        #[source]
+        source: tokio_rustls::rustls::Error,
+    },
+}
+
+fn server_config(cert_file: &Path, key_file: &Path) -> Result<ServerConfig, TlsError> {
     let certs = CertificateDer::pem_file_iter(cert_file)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| {
-            format!(
-                "TLS_CERT_FILE: cannot read a PEM certificate chain from {}: {e}",
-                cert_file.display()
-            )
+        .map_err(|source| TlsError::Certificate {
+            file: cert_file.to_owned(),
+            source,
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "TLS_CERT_FILE: {} holds no CERTIFICATE block",
-            cert_file.display()
-        ));
+        return Err(TlsError::NoCertificate(cert_file.to_owned()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
-        format!(
-            "TLS_KEY_FILE: cannot read a PEM private key from {}: {e}",
-            key_file.display()
-        )
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|source| TlsError::Key {
+        file: key_file.to_owned(),
+        source,
     })?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(TlsError::Protocols)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "TLS_CERT_FILE {} and TLS_KEY_FILE {} do not make a usable pair: {e}",
-                cert_file.display(),
-                key_file.display()
-            )
+        .map_err(|source| TlsError::Pair {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+            source,
         })?;
     // HTTP/2 first: clients that speak it get it; the rest fall back.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

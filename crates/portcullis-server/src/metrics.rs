@@ -77,12 +77,12 @@ fn describe() {
 /// How often [`upkeep_task`] drains histogram samples.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Drain histogram samples into their buckets every [`UPKEEP_INTERVAL`].
+/// Drain histogram samples into their buckets every `UPKEEP_INTERVAL` (5 s).
 /// The exporter buffers every sample until upkeep runs, and only its own
 /// HTTP listener (which we do not use) schedules upkeep: without this task
 /// a server that nobody scrapes kept every request's latency sample, about
 /// 8 bytes a request, for good.
-pub(crate) async fn upkeep_task() {
+pub async fn upkeep_task() {
     let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,17 +1,18 @@
 //! `[[static]]`: a directory served the way nginx serves one, plus the
 //! validators nginx sends.
 //!
-//! Not tower-http's `ServeDir`: it sends no `ETag`, follows symlinks out of
-//! its root, and does each file-system step on the blocking pool. Here a
-//! small file (up to [`static_cache::MAX_FILE`]) is answered from memory
-//! with precomputed headers, and looked up on disk again at most once a
-//! second ([`static_cache`]). The lookup costs one `lstat` per candidate
-//! (`.br`, `.gz`, the file), `open`, `fstat` and one `read` — plus one
-//! `realpath` for a file in a subdirectory or behind a symlink — done
-//! inline: from the page cache that is a few microseconds, less than
-//! handing the work to another thread and back (nginx, too, opens files on
-//! its event loop). Files above [`INLINE_MAX`] are streamed through tokio's
-//! file reader instead.
+//! Not tower-http's `ServeDir`, although since 0.7.0 it sends a strong
+//! `ETag` and answers `If-None-Match` as this does: it ignores `If-Range`,
+//! follows symlinks out of its root, and does each file-system step on the
+//! blocking pool. Here a small file (up to [`static_cache::MAX_FILE`]) is
+//! answered from memory with precomputed headers ([`Representation`]), and
+//! looked up on disk again at most once a second ([`static_cache`]). The
+//! lookup costs one `lstat` per candidate (`.br`, `.gz`, the file), `open`,
+//! `fstat` and one `read` — plus one `realpath` for a file in a
+//! subdirectory or behind a symlink — done inline: from the page cache that
+//! is a few microseconds, less than handing the work to another thread and
+//! back (nginx, too, opens files on its event loop). Files above
+//! [`INLINE_MAX`] are streamed through tokio's file reader instead.
 
 use std::borrow::Cow;
 use std::fs::{File, Metadata};
@@ -27,8 +28,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use portcullis_http::ApiError;
-use serde_json::json;
 
+use crate::representation::Representation;
 use crate::static_cache::{self, Cache};
 
 /// Files up to this size are read into memory in one call; larger ones
@@ -331,38 +332,6 @@ impl StaticMount {
     }
 }
 
-/// What the response says about a file, computed once per file (and kept
-/// with a cached one).
-#[derive(Debug, Clone)]
-pub(crate) struct Representation {
-    pub(crate) etag: HeaderValue,
-    pub(crate) modified: Option<SystemTime>,
-    pub(crate) last_modified: Option<HeaderValue>,
-    /// From the requested name (not the variant's).
-    pub(crate) content_type: HeaderValue,
-    pub(crate) encoding: &'static str,
-    pub(crate) len: u64,
-    /// `len` as a header value, for the whole-file answer.
-    pub(crate) content_length: HeaderValue,
-}
-
-impl Representation {
-    fn new(meta: &Metadata, name: &Path, encoding: &'static str) -> Self {
-        let len = meta.len();
-        let modified = meta.modified().ok();
-        Self {
-            etag: entity_tag(modified, len, encoding),
-            modified,
-            last_modified: modified
-                .and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok()),
-            content_type: content_type(name),
-            encoding,
-            len,
-            content_length: HeaderValue::from(len),
-        }
-    }
-}
-
 /// Where the body's bytes come from.
 enum Source {
     /// A cached small file.
@@ -431,28 +400,6 @@ fn accepted_encodings(headers: &HeaderMap) -> (bool, bool) {
         }
     }
     (br, gzip)
-}
-
-/// nginx's strong `"mtime-size"` tag, with the encoding for a variant (a
-/// compressed body is another representation).
-fn entity_tag(modified: Option<SystemTime>, len: u64, encoding: &str) -> HeaderValue {
-    let since = modified
-        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    let tag = if encoding == "identity" {
-        format!(
-            "\"{:x}.{:x}-{len:x}\"",
-            since.as_secs(),
-            since.subsec_nanos()
-        )
-    } else {
-        format!(
-            "\"{:x}.{:x}-{len:x}-{encoding}\"",
-            since.as_secs(),
-            since.subsec_nanos()
-        )
-    };
-    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
 enum Precondition {
@@ -602,25 +549,6 @@ fn body(file: &mut File, start: u64, count: u64) -> io::Result<Body> {
     ))
 }
 
-/// The media type from the extension; text is UTF-8, as nginx's
-/// `charset utf-8` would say.
-fn content_type(name: &Path) -> HeaderValue {
-    let guessed = mime_guess::from_path(name)
-        .first_raw()
-        .unwrap_or("application/octet-stream");
-    HeaderValue::from_static(match guessed {
-        "text/html" => "text/html; charset=utf-8",
-        "text/css" => "text/css; charset=utf-8",
-        "text/javascript" | "application/javascript" => "text/javascript; charset=utf-8",
-        "text/plain" => "text/plain; charset=utf-8",
-        "text/csv" => "text/csv; charset=utf-8",
-        "text/markdown" => "text/markdown; charset=utf-8",
-        "application/json" => "application/json",
-        "image/svg+xml" => "image/svg+xml",
-        other => other,
-    })
-}
-
 /// nginx's answer to a directory named without its slash: the same URL
 /// with one (query kept), where `index.html` and relative links work.
 fn redirect_to_directory(request: &Request) -> Response {
@@ -660,17 +588,58 @@ fn not_found() -> Response {
 }
 
 fn forbidden() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        axum::Json(json!({"detail": "You do not have permission to perform this action."})),
-    )
-        .into_response()
+    ApiError::PermissionDenied.into_response()
 }
 
 fn server_error() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(json!({"detail": "A server error occurred."})),
-    )
-        .into_response()
+    ApiError::Internal.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(response: Response) -> (StatusCode, Option<String>, String) {
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    /// A file the server may not read is nginx's 403, with DRF's body
+    /// (the tests run as root, who reads every file, so not over HTTP).
+    #[tokio::test]
+    async fn an_unreadable_file_is_403() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            answer(io_failure(Path::new("secret"), &denied)).await,
+            (
+                StatusCode::FORBIDDEN,
+                Some("application/json".to_owned()),
+                r#"{"detail":"You do not have permission to perform this action."}"#.to_owned()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn another_failure_is_500() {
+        let other = io::Error::other("disk on fire");
+        assert_eq!(
+            answer(io_failure(Path::new("file"), &other)).await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("application/json".to_owned()),
+                r#"{"detail":"A server error occurred."}"#.to_owned()
+            )
+        );
+    }
 }

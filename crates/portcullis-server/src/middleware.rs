@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use portcullis_http::ApiError;
 use tracing::Instrument as _;
 
-use super::access_log;
-use super::metrics::{UNMATCHED, record_request};
+use crate::access_log;
+use crate::metrics::{UNMATCHED, record_request};
 
 /// The request id header, read and returned. A `HeaderName`, not a
 /// `&str`: a `&str` name is parsed and hashed again on every use (1,100
@@ -27,7 +27,7 @@ const MAX_REQUEST_ID: usize = 128;
 
 /// What the middleware needs to know.
 #[derive(Debug)]
-pub(crate) struct Front {
+pub(crate) struct Middleware {
     pub(crate) max_body_bytes: usize,
     pub(crate) request_timeout: Duration,
     /// `Strict-Transport-Security`, on the TLS listener only (RFC 6797
@@ -38,8 +38,8 @@ pub(crate) struct Front {
 }
 
 /// The middleware.
-pub(crate) async fn front(
-    State(front): State<Arc<Front>>,
+pub(crate) async fn middleware(
+    State(config): State<Arc<Middleware>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -63,23 +63,23 @@ pub(crate) async fn front(
     // middleware, and the rare error line takes the id from the task-local.
     let span = tracing::debug_span!("request", request_id = %id.to_str().unwrap_or_default());
 
-    let mut response = if too_large(request.headers(), front.max_body_bytes) {
-        ApiError::PayloadTooLarge(front.max_body_bytes).into_response()
+    let mut response = if too_large(request.headers(), config.max_body_bytes) {
+        ApiError::PayloadTooLarge(config.max_body_bytes).into_response()
     } else {
         // A body without a (truthful) Content-Length is cut at the limit
         // while it streams; readers see an error and answer 413.
-        let request =
-            request.map(|body| Body::new(http_body_util::Limited::new(body, front.max_body_bytes)));
+        let request = request
+            .map(|body| Body::new(http_body_util::Limited::new(body, config.max_body_bytes)));
         let served = portcullis_http::request_id::scope(id.clone(), next.run(request));
-        match tokio::time::timeout(front.request_timeout, served.instrument(span)).await {
+        match tokio::time::timeout(config.request_timeout, served.instrument(span)).await {
             Ok(response) => response,
-            Err(_) => timed_out(front.request_timeout),
+            Err(_) => timed_out(config.request_timeout),
         }
     };
 
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, id.clone());
-    if let Some(hsts) = &front.hsts {
+    if let Some(hsts) = &config.hsts {
         headers
             .entry(header::STRICT_TRANSPORT_SECURITY)
             .or_insert_with(|| hsts.clone());
@@ -87,7 +87,7 @@ pub(crate) async fn front(
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     record_request(&method, route, response.status(), elapsed);
-    if let Some(format) = front.access_log {
+    if let Some(format) = config.access_log {
         access_log::record(
             format,
             &access_log::Entry {
@@ -163,19 +163,7 @@ fn too_large(headers: &HeaderMap, limit: usize) -> bool {
 /// body and the queue for a password-hashing slot; both say "try again"
 /// (RFC 9110 §15.5.9), and the connection is closed as 408 asks.
 fn timed_out(limit: Duration) -> Response {
-    let body = serde_json::json!({
-        "detail": format!(
-            "The request was not completed within {} seconds (REQUEST_TIMEOUT).",
-            limit.as_secs()
-        ),
-        "code": "request_timeout",
-    });
-    (
-        StatusCode::REQUEST_TIMEOUT,
-        [(header::CONNECTION, HeaderValue::from_static("close"))],
-        axum::Json(body),
-    )
-        .into_response()
+    ApiError::RequestTimeout(limit.as_secs()).into_response()
 }
 
 /// The plain-HTTP listener's only answer: 308 to the same path and query
@@ -184,11 +172,7 @@ fn timed_out(limit: Duration) -> Response {
 pub(crate) async fn redirect(
     State(https_port): State<u16>,
     request: Request,
-) -> Result<Response, (StatusCode, &'static str)> {
-    let bad = (
-        StatusCode::BAD_REQUEST,
-        "A Host header naming this server is required.\n",
-    );
+) -> Result<Response, ApiError> {
     let authority = match request.headers().get(header::HOST) {
         Some(host) => host
             .to_str()
@@ -196,10 +180,10 @@ pub(crate) async fn redirect(
             .and_then(|h| h.parse::<axum::http::uri::Authority>().ok()),
         None => request.uri().authority().cloned(),
     }
-    .ok_or(bad)?;
+    .ok_or(ApiError::MissingHost)?;
     let host = authority.host();
     if host.is_empty() || authority.as_str().contains('@') {
-        return Err(bad);
+        return Err(ApiError::MissingHost);
     }
     let port = if https_port == 443 {
         String::new()
@@ -210,8 +194,8 @@ pub(crate) async fn redirect(
         .uri()
         .path_and_query()
         .map_or("/", axum::http::uri::PathAndQuery::as_str);
-    let location =
-        HeaderValue::from_str(&format!("https://{host}{port}{target}")).map_err(|_| bad)?;
+    let location = HeaderValue::from_str(&format!("https://{host}{port}{target}"))
+        .map_err(|_| ApiError::MissingHost)?;
     Ok((
         StatusCode::PERMANENT_REDIRECT,
         [(header::LOCATION, location)],

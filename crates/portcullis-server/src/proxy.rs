@@ -26,7 +26,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use portcullis_core::AuthError;
 use portcullis_http::{ApiError, AppState};
-use serde_json::json;
 
 use pool::{Lease, Pool, SendError};
 
@@ -58,6 +57,29 @@ pub struct ProxyTimeouts {
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardedProto(pub &'static str);
 
+/// Why an `[[upstream]]` URL cannot be used; the message starts with the
+/// URL as written.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamUrlError {
+    /// Not a URL at all.
+    #[error("{url:?} is not a URL ({source})")]
+    NotAUrl {
+        /// As written.
+        url: String,
+        /// The parser's reason.
+        #[source]
+        source: axum::http::uri::InvalidUri,
+    },
+    /// A URL, but not one the proxy can forward to.
+    #[error("{url:?} {problem}")]
+    Refused {
+        /// As written.
+        url: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
 /// One `[[upstream]]` entry, checked.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -69,6 +91,7 @@ pub struct Upstream {
     base_path: String,
     auth: AuthMode,
     strip_prefix: bool,
+    timeouts: ProxyTimeouts,
     /// The kept connections, shared by the route's clones.
     pool: Arc<Pool>,
 }
@@ -80,24 +103,30 @@ impl Upstream {
         url: &str,
         auth: AuthMode,
         strip_prefix: bool,
-    ) -> Result<Self, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+        timeouts: ProxyTimeouts,
+    ) -> Result<Self, UpstreamUrlError> {
+        let uri: Uri = url.parse().map_err(|source| UpstreamUrlError::NotAUrl {
+            url: url.to_owned(),
+            source,
+        })?;
+        let refused = |problem| UpstreamUrlError::Refused {
+            url: url.to_owned(),
+            problem,
+        };
         if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(format!(
-                "{url:?} must start with http:// (the upstream is reached over plain HTTP, usually on localhost or a private network)"
+            return Err(refused(
+                "must start with http:// (the upstream is reached over plain HTTP, usually on localhost or a private network)",
             ));
         }
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| format!("{url:?} names no host"))?;
+            .ok_or_else(|| refused("names no host"))?;
         if authority.as_str().contains('@') {
-            return Err(format!("{url:?} must not carry credentials"));
+            return Err(refused("must not carry credentials"));
         }
         if uri.query().is_some() {
-            return Err(format!("{url:?} must not have a query"));
+            return Err(refused("must not have a query"));
         }
         Ok(Self {
             prefix,
@@ -105,16 +134,13 @@ impl Upstream {
             base_path: uri.path().trim_end_matches('/').to_owned(),
             auth,
             strip_prefix,
+            timeouts,
             pool: Arc::default(),
         })
     }
 
-    pub(crate) async fn forward(
-        &self,
-        mut request: Request,
-        state: &AppState,
-        timeouts: ProxyTimeouts,
-    ) -> Response {
+    pub(crate) async fn forward(&self, mut request: Request, state: &AppState) -> Response {
+        let timeouts = self.timeouts;
         let user = match authenticate(self.auth, request.headers(), state).await {
             Ok(user) => user,
             Err(e) => return refusal(e, state),
@@ -242,14 +268,7 @@ impl Upstream {
             source = cause.source();
         }
         tracing::warn!(upstream = %self.authority, prefix = %self.prefix, error = %DisplayChain(e), "the upstream failed");
-        (
-            StatusCode::BAD_GATEWAY,
-            axum::Json(json!({
-                "detail": "The upstream server is unreachable or sent an invalid response.",
-                "code": "bad_gateway",
-            })),
-        )
-            .into_response()
+        ApiError::BadGateway.into_response()
     }
 }
 
@@ -277,23 +296,12 @@ pub(crate) async fn authenticate(
 /// simplejwt's answer to a refused token, with `WWW-Authenticate` on a 401.
 pub(crate) fn refusal(e: AuthError, state: &AppState) -> Response {
     let mut response = ApiError::from(e).into_response();
-    if response.status() == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, state.www_authenticate().clone());
-    }
+    state.challenge(&mut response);
     response
 }
 
 fn gateway_timeout() -> Response {
-    (
-        StatusCode::GATEWAY_TIMEOUT,
-        axum::Json(json!({
-            "detail": "The upstream server did not answer in time.",
-            "code": "gateway_timeout",
-        })),
-    )
-        .into_response()
+    ApiError::GatewayTimeout.into_response()
 }
 
 /// The `Upgrade` value of a request asking to switch protocols.

@@ -4,8 +4,8 @@
 //!
 //! Why not `axum::serve`: it has no TLS, no connection limit, no idle or
 //! header timeouts and no bound on the drain. The router stays one
-//! `axum::Router`; `serve` wraps it with the `front` middleware and
-//! serves it.
+//! `axum::Router`; [`main_router`] and its siblings wrap it with the
+//! middleware, and [`serve`] serves it.
 //!
 //! Limits, and what a client that breaks them sees:
 //! - `MAX_CONNECTIONS`: the loop stops accepting while that many are open;
@@ -16,12 +16,7 @@
 //! - `KEEP_ALIVE_TIMEOUT`: a connection with no request in flight and no
 //!   bytes either way for this long is closed (HTTP/1.1 and HTTP/2).
 //! - `MAX_HEADER_BYTES`: 431 (HTTP/1.1) or a stream reset (HTTP/2).
-//! - `MAX_BODY_BYTES`: 413, `REQUEST_TIMEOUT`: 408 (see `front.rs`).
-
-mod access_log;
-mod front;
-pub mod metrics;
-mod tls;
+//! - `MAX_BODY_BYTES`: 413, `REQUEST_TIMEOUT`: 408 (see the middleware).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -42,33 +37,32 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
-pub use front::REQUEST_ID;
-pub use tls::Tls;
-
-use portcullis_front::ForwardedProto;
-
-use crate::config::{AccessLog, FrontSettings};
+use crate::middleware::{self, Middleware};
+use crate::proxy::ForwardedProto;
+use crate::settings::{AccessLog, ServerSettings};
+use crate::tls::Tls;
+use crate::{access_log, metrics};
 
 /// One listener and how to serve it.
 #[derive(Debug)]
-pub(crate) struct Listener {
+pub struct Listener {
     /// `main`, `redirect` or `metrics`: the `listener` label.
-    pub(crate) name: &'static str,
-    pub(crate) tcp: TcpListener,
-    pub(crate) tls: Option<Arc<Tls>>,
-    pub(crate) router: Router,
+    pub name: &'static str,
+    pub tcp: TcpListener,
+    pub tls: Option<Arc<Tls>>,
+    pub router: Router,
 }
 
-/// The router of the main listener with the front middleware around it.
-pub(crate) fn main_router(router: Router, settings: &FrontSettings, tls: bool) -> Router {
-    with_front(router, settings, tls)
+/// The router of the main listener with the middleware around it.
+pub fn main_router(router: Router, settings: &ServerSettings, tls: bool) -> Router {
+    with_middleware(router, settings, tls)
 }
 
 /// The plain-HTTP listener that sends everything to HTTPS.
-pub(crate) fn redirect_router(settings: &FrontSettings, https_port: u16) -> Router {
-    with_front(
+pub fn redirect_router(settings: &ServerSettings, https_port: u16) -> Router {
+    with_middleware(
         Router::new()
-            .fallback(front::redirect)
+            .fallback(middleware::redirect)
             .with_state(https_port),
         settings,
         false,
@@ -76,15 +70,15 @@ pub(crate) fn redirect_router(settings: &FrontSettings, https_port: u16) -> Rout
 }
 
 /// The admin listener: `/metrics` only.
-pub(crate) fn metrics_router(settings: &FrontSettings) -> Router {
-    with_front(metrics::router(), settings, false)
+pub fn metrics_router(settings: &ServerSettings) -> Router {
+    with_middleware(metrics::router(), settings, false)
 }
 
-fn with_front(router: Router, settings: &FrontSettings, tls: bool) -> Router {
+fn with_middleware(router: Router, settings: &ServerSettings, tls: bool) -> Router {
     // Before the first request: the middleware keeps the recorder's
     // handles, which must be the real recorder's, not the no-op default.
     metrics::handle();
-    let state = Arc::new(front::Front {
+    let state = Arc::new(Middleware {
         max_body_bytes: settings.max_body_bytes,
         request_timeout: settings.request_timeout,
         hsts: tls.then(|| {
@@ -93,7 +87,10 @@ fn with_front(router: Router, settings: &FrontSettings, tls: bool) -> Router {
         }),
         access_log: access_log_format(settings.access_log),
     });
-    router.layer(axum::middleware::from_fn_with_state(state, front::front))
+    router.layer(axum::middleware::from_fn_with_state(
+        state,
+        middleware::middleware,
+    ))
 }
 
 /// The access log's format, or `None` when it is off: by `ACCESS_LOG`, or
@@ -108,15 +105,15 @@ fn access_log_format(setting: AccessLog) -> Option<access_log::Format> {
 }
 
 /// Write the access lines still buffered (the server is stopping).
-pub(crate) fn flush_access_log() {
+pub fn flush_access_log() {
     access_log::flush();
 }
 
 /// Serve `listener` until `stop` turns true, then drain its connections for
 /// at most `SHUTDOWN_TIMEOUT` and cut what is left.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: Listener,
-    settings: Arc<FrontSettings>,
+    settings: Arc<ServerSettings>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Listener {
@@ -193,7 +190,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-fn builder(settings: &FrontSettings) -> auto::Builder<TokioExecutor> {
+fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -214,7 +211,7 @@ struct Connection {
     tls: Option<Arc<Tls>>,
     router: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    settings: Arc<FrontSettings>,
+    settings: Arc<ServerSettings>,
     stop: watch::Receiver<bool>,
 }
 

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::static_files::Representation;
+use crate::representation::Representation;
 
 /// How long an entry is trusted without looking at the file system again.
 pub(crate) const REVALIDATE: Duration = Duration::from_secs(1);
