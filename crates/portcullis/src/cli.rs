@@ -193,7 +193,8 @@ pub enum KeysCommand {
     },
     /// Stop trusting a key now: its tokens fail, it is no longer published.
     Retire {
-        /// The key id.
+        /// The key id (random base64url: it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Print the published JWKS (public keys only).
