@@ -151,19 +151,11 @@ pub(crate) fn random_token() -> String {
         tracing::error!("the system random generator failed");
         return String::new();
     }
-    hex(&bytes)
+    hex::encode(bytes)
 }
 
 fn key_of(cookie: &str) -> String {
-    hex(digest::digest(&digest::SHA256, cookie.as_bytes()).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    hex::encode(digest::digest(&digest::SHA256, cookie.as_bytes()))
 }
 
 /// Whether a submitted CSRF token is the expected one, in constant time.

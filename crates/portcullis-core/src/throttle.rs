@@ -12,7 +12,6 @@
 //! password) is the only thing that clears it besides
 //! `portcullis user unlock`.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use sha2::{Digest as _, Sha256};
@@ -61,12 +60,7 @@ pub(crate) struct ThrottleKey {
 /// password someone typed into the username field.
 #[must_use]
 pub fn throttle_key_for_username(username: &str) -> String {
-    let digest = Sha256::digest(username.as_bytes());
-    digest.iter().fold(String::from("u:"), |mut key, byte| {
-        // Writing to a String cannot fail.
-        let _ = write!(key, "{byte:02x}");
-        key
-    })
+    format!("u:{}", hex::encode(Sha256::digest(username.as_bytes())))
 }
 
 /// The throttle key of a client address. An IPv6 client is counted by its

@@ -169,13 +169,9 @@ fn push(headers: &mut Vec<(HeaderName, HeaderValue)>, cookie: &str) {
 
 /// 32 random bytes, hex: the double-submit token.
 fn csrf_token() -> Option<String> {
-    use std::fmt::Write as _;
     let mut bytes = [0_u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).ok()?;
-    Some(bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    }))
+    Some(hex::encode(bytes))
 }
 
 /// The value of the named cookie, from every `Cookie` header (RFC 6265 §5.4).

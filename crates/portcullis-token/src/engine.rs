@@ -40,7 +40,8 @@ pub struct TokenEngine {
     /// The header segment of a token signed with the configured key, as
     /// `encode` writes it (`{"alg":…,"typ":"JWT"}`). A token whose header
     /// is exactly these bytes is not parsed again: it names no kid and the
-    /// key's algorithm (base64 and JSON were 2,300 instructions a token).
+    /// key's algorithm, so its base64 and JSON are skipped (docs/architecture.md,
+    /// "Fast paths").
     configured_header: Option<Arc<str>>,
 }
 
@@ -143,7 +144,10 @@ impl TokenEngine {
         let body = serde_json::to_string(&json!({ "keys": keys }))
             .map_err(|e| SignError(e.to_string()))?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
-        let etag = format!("\"{}\"", hex(digest.as_ref().get(..16).unwrap_or_default()));
+        let etag = format!(
+            "\"{}\"",
+            hex::encode(digest.as_ref().get(..16).unwrap_or_default())
+        );
         Ok(JwksDocument { body, etag })
     }
 
@@ -426,7 +430,7 @@ type Jws<'a> = (&'a [u8], &'a [u8], &'a [u8], &'a [u8]);
 /// hold dots (and is then refused when decoded). Found from both ends: the
 /// first dot closes the header unless the payload holds one too, which is
 /// checked without an early exit (vectorized) rather than scanned for byte
-/// by byte from the end (a tenth of the decode's own instructions).
+/// by byte from the end.
 fn split_jws(raw: &[u8]) -> Option<Jws<'_>> {
     let (message, signature) = raw.split_at(raw.iter().rposition(|b| *b == b'.')?);
     let signature = signature.get(1..)?;
@@ -536,22 +540,7 @@ fn new_jti() -> Result<String, SignError> {
     // RFC 9562 §5.4: version 4, variant 10xx.
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    Ok(hex(&bytes))
-}
-
-/// Lowercase hex, two digits a byte from a table (through `write!` it was
-/// 4,000 instructions for a jti, a thirtieth of a refresh).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from(
-                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
-        }
-    }
-    out
+    Ok(hex::encode(bytes))
 }
 
 #[cfg(test)]
@@ -560,12 +549,6 @@ mod tests {
 
     use super::*;
     use crate::{Algorithm, Audience};
-
-    #[test]
-    fn hex_is_lowercase_two_digits_a_byte() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff, 0x10]), "000fabff10");
-        assert_eq!(hex(&[]), "");
-    }
 
     /// A clock stopped at one instant.
     #[derive(Debug)]

@@ -42,7 +42,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
-use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::protocol::{self, Head};
 use crate::response::{self, BodySender, Stop};
@@ -108,8 +108,11 @@ pub struct Pool {
 #[derive(Debug)]
 struct Shared {
     config: PoolConfig,
-    queue: mpsc::Sender<Job>,
-    jobs: Mutex<mpsc::Receiver<Job>>,
+    /// Requests waiting for a worker thread. Every slot waits on it at
+    /// once and a request wakes one of them (a queue behind a lock would
+    /// wake a second slot per request, to take the lock over).
+    queue: flume::Sender<Job>,
+    jobs: flume::Receiver<Job>,
     state: watch::Sender<State>,
     events: mpsc::UnboundedSender<Event>,
     /// The directory of the workers' sockets (0700, removed on drop).
@@ -177,12 +180,12 @@ impl Pool {
         let dir = tempfile::Builder::new()
             .prefix("portcullis-wsgi-")
             .tempdir()?;
-        let (queue, jobs) = mpsc::channel(4096);
+        let (queue, jobs) = flume::bounded(4096);
         let (events, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
             queue,
-            jobs: Mutex::new(jobs),
+            jobs,
             state: watch::channel(State::Booting).0,
             events,
             dir,
@@ -229,7 +232,7 @@ impl Pool {
     pub(crate) async fn submit(&self, job: Job) -> Result<(), Failure> {
         self.shared
             .queue
-            .send(job)
+            .send_async(job)
             .await
             .map_err(|_| Failure::Unavailable)
     }
@@ -648,7 +651,7 @@ async fn slot(shared: Arc<Shared>, worker: Arc<Worker>, stream: UnixStream) {
             break;
         }
         let job = tokio::select! {
-            job = async { shared.jobs.lock().await.recv().await } => job,
+            job = shared.jobs.recv_async() => job.ok(),
             () = worker.retire.notified() => break,
             () = tokio::time::sleep(ping_every) => {
                 if !ping(&mut read, &mut write, config.timeout).await {

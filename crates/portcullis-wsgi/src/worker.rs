@@ -25,7 +25,7 @@
 //!   Rust with the GIL released, never through Python bytes.
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -439,8 +439,14 @@ fn lock(output: &Mutex<Output>) -> MutexGuard<'_, Output> {
 }
 
 /// Serve requests from one connection until the server closes it.
+///
+/// The thread stays attached to the interpreter for the connection's life
+/// and releases the GIL while it waits for the next frame: attaching per
+/// request would create and destroy a Python thread state each time (with
+/// its data stack mapped and unmapped). Frames are read through a buffer,
+/// so a request is usually one `recv`.
 fn serve(stream: UnixStream, app: &Py<PyAny>, constants: &Constants) -> io::Result<()> {
-    let mut reader = stream.try_clone()?;
+    let mut reader = BufReader::with_capacity(64 << 10, stream.try_clone()?);
     let output = Arc::new(Mutex::new(Output {
         stream,
         buf: Vec::with_capacity(64 << 10),
@@ -448,26 +454,30 @@ fn serve(stream: UnixStream, app: &Py<PyAny>, constants: &Constants) -> io::Resu
         head_sent: false,
     }));
     let mut frame = Vec::with_capacity(16 << 10);
-    loop {
-        let Some(kind) = protocol::read_frame(&mut reader, &mut frame)? else {
-            return Ok(());
-        };
-        match kind {
-            protocol::REQUEST => {
-                let request = Request::decode(&frame)?;
-                Python::attach(|py| handle(py, app, constants, &request, &output, &reader))?;
+    Python::attach(|py| {
+        loop {
+            let Some(kind) = py.detach(|| protocol::read_frame(&mut reader, &mut frame))? else {
+                return Ok(());
+            };
+            match kind {
+                protocol::REQUEST => {
+                    let request = Request::decode(&frame)?;
+                    handle(py, app, constants, &request, &output, &mut reader)?;
+                }
+                protocol::PING => {
+                    // Answered with the GIL taken back: a worker whose
+                    // interpreter is stuck (a thread that never releases
+                    // it) does not answer.
+                    let mut out = lock(&output);
+                    let stream = &mut out.stream;
+                    py.detach(|| protocol::write_frame(stream, protocol::PONG, &[]))?;
+                }
+                // A cancel that crossed the end of its response.
+                protocol::CANCEL => {}
+                _ => return Err(protocol::Malformed("unexpected frame kind").into()),
             }
-            protocol::PING => {
-                // Answered under the GIL: a worker whose interpreter is
-                // stuck (a thread that never releases it) does not answer.
-                Python::attach(|_| ());
-                protocol::write_frame(&mut lock(&output).stream, protocol::PONG, &[])?;
-            }
-            // A cancel that crossed the end of its response.
-            protocol::CANCEL => {}
-            _ => return Err(protocol::Malformed("unexpected frame kind").into()),
         }
-    }
+    })
 }
 
 /// Run the app for one request and send its response. `Err` only when the
@@ -478,7 +488,7 @@ fn handle(
     constants: &Constants,
     request: &Request<'_>,
     output: &Arc<Mutex<Output>>,
-    reader: &UnixStream,
+    reader: &mut BufReader<UnixStream>,
 ) -> io::Result<()> {
     {
         let mut out = lock(output);
@@ -626,7 +636,7 @@ fn respond(
     py: Python<'_>,
     result: &Bound<'_, PyAny>,
     output: &Arc<Mutex<Output>>,
-    reader: &UnixStream,
+    reader: &mut BufReader<UnixStream>,
 ) -> PyResult<()> {
     if let Ok(wrapper) = result.cast::<FileWrapper>()
         && let Some(sent) = send_file(py, wrapper.get(), output)
@@ -685,23 +695,19 @@ fn chunk_bytes<'a>(chunk: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 /// Has the server sent [`protocol::CANCEL`] (the client went away)? A
 /// non-blocking read of the connection between two chunks: during a
 /// response the server sends nothing else, so whatever arrives (or the end
-/// of the stream) means stop.
-fn cancelled(reader: &UnixStream) -> bool {
-    let mut head = [0u8; 5];
-    if reader.set_nonblocking(true).is_err() {
+/// of the stream) means stop. What arrived stays in the buffer: the
+/// request loop reads the cancel frame next and ignores it.
+fn cancelled(reader: &mut BufReader<UnixStream>) -> bool {
+    if !reader.buffer().is_empty() {
+        return true;
+    }
+    if reader.get_ref().set_nonblocking(true).is_err() {
         return false;
     }
-    let got = (&*reader).read(&mut head);
-    let _ = reader.set_nonblocking(false);
-    match got {
-        Ok(0) => true,
-        Ok(n) => {
-            // The rest of the 5-byte frame, if it came in pieces.
-            let _ = (&*reader).read_exact(head.get_mut(n..).unwrap_or_default());
-            true
-        }
-        Err(_) => false,
-    }
+    let got = reader.fill_buf().map(<[u8]>::len);
+    let _ = reader.get_ref().set_nonblocking(false);
+    // Ok(0) is the end of the stream: the server is gone.
+    got.is_ok()
 }
 
 /// `wsgi.file_wrapper` over a regular file: its bytes from the current

@@ -358,13 +358,7 @@ def application(environ, start_response):
     let text = response.into_body().collect().await.unwrap().to_bytes();
     let digest = {
         use sha2::Digest as _;
-        sha2::Sha256::digest(&data)
-            .iter()
-            .fold(String::new(), |mut hex, b| {
-                use std::fmt::Write as _;
-                let _ = write!(hex, "{b:02x}");
-                hex
-            })
+        hex::encode(sha2::Sha256::digest(&data))
     };
     assert_eq!(
         String::from_utf8_lossy(&text),

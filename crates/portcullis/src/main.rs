@@ -10,9 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 /// jemalloc rather than the system allocator: a request allocates some
 /// eighty small blocks (header maps, boxed futures, JSON), and glibc's
-/// malloc and free were a fifth of an authenticated request's
-/// instructions; with jemalloc `/api/users/me/` costs 83,000 → 70,000
-/// (BENCHMARKS.md, "Profiling"). Two settings keep Argon2's large working
+/// malloc and free were a large share of an authenticated request's cost
+/// (the figures: BENCHMARKS.md, "Profiling"). Two settings keep Argon2's large working
 /// memory from being faulted in afresh on every login: jemalloc's
 /// oversize arena is off (`.cargo/config.toml`) and that memory is not
 /// allocated zeroed (`portcullis-core`'s `working_memory`). mimalloc was

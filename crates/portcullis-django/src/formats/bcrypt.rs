@@ -169,7 +169,9 @@ impl BcryptHash {
         let parts = match self.prehash {
             Prehash::Sha256Hex => {
                 // Django: `binascii.hexlify(hashlib.sha256(password.encode()).digest())`.
-                let hex = hex_lower(&Sha256::digest(password.as_bytes()));
+                let mut hex = [0_u8; 64];
+                hex::encode_to_slice(Sha256::digest(password.as_bytes()), &mut hex)
+                    .map_err(|_| HashError::Malformed("bcrypt: SHA-256 digest is not 32 bytes"))?;
                 bcrypt::hash_with_salt(hex, self.cost, self.salt.0)
             }
             Prehash::None => bcrypt::hash_with_salt(password.as_bytes(), self.cost, self.salt.0),
@@ -179,23 +181,4 @@ impl BcryptHash {
         let derived = parts.format_for_version(version);
         Ok(ct_eq(derived.as_bytes(), self.encoded.0.as_bytes()))
     }
-}
-
-/// Python's `hexlify` of a SHA-256 digest: 64 lowercase hex digits.
-fn hex_lower(bytes: &[u8]) -> [u8; 64] {
-    fn digit(nibble: u8) -> u8 {
-        if nibble < 10 {
-            b'0' + nibble
-        } else {
-            b'a' + nibble - 10
-        }
-    }
-    let mut out = [0u8; 64];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        if let [hi, lo] = pair {
-            *hi = digit(b >> 4);
-            *lo = digit(b & 0x0f);
-        }
-    }
-    out
 }

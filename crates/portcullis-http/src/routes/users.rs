@@ -42,8 +42,8 @@ async fn change_password(
 }
 
 /// The answer of `GET /api/users/me/`, in this key order. Serialized
-/// straight from the user rather than through a `json!` value: building and
-/// dropping that map was 3,000 instructions a request.
+/// straight from the user rather than through a `json!` value, which would
+/// build and drop a map on every request (docs/architecture.md, "Fast paths").
 #[derive(Serialize)]
 struct Me {
     id: i64,

@@ -4,8 +4,8 @@
 //! Not hyper-util's pooled client: it hashes a `(scheme, authority)` key
 //! into a shared map on every checkout and return, races a checkout
 //! against a lazy connect, rewrites the URI to origin form, and spawns a
-//! task per request to put the connection back — about a tenth of the
-//! proxied request's instructions (`bench/profile proxied`). An upstream
+//! task per request to put the connection back (its cost:
+//! BENCHMARKS.md, `bench/profile proxied`). An upstream
 //! here is one plain-HTTP address, so its pool is one list: a checkout
 //! pops the most recently used connection, and the response body puts it
 //! back when it ends ([`Lease`]).

@@ -245,6 +245,129 @@ async fn static_conditional_and_range_requests() {
     app.stop().await;
 }
 
+/// The hand-written range and precondition parsing against nginx's, on
+/// the same file: for each request, the same status, `Content-Range` and
+/// body. Validators are each server's own (the `ETag` formats differ), read
+/// from a first plain `GET`, and error pages are each server's own. Two
+/// deliberate differences, both allowed by RFC 9110 §14.2: several ranges
+/// in one request get the whole file here (200), a `multipart/byteranges`
+/// answer from nginx; a `Range` that does not parse is ignored here (200)
+/// and refused by nginx (416).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_ranges_and_preconditions_answer_as_nginx_does() {
+    let dir = static_tree();
+    let app = TestApp::spawn(Backend::Sqlite, &static_toml(dir.path())).await;
+    let nginx = Nginx::with_locations(&format!(
+        "        location /static/ {{ alias {}/; etag on; }}",
+        dir.path().join("public").display()
+    ))
+    .await;
+    let ours = addr(&app);
+    let old = "Sat, 01 Jan 2000 00:00:00 GMT";
+    let cases: &[&[(&str, &str)]] = &[
+        &[],
+        &[("range", "bytes=0-3")],
+        &[("range", "bytes=0-0")],
+        &[("range", "bytes=-3")],
+        &[("range", "bytes=-100")],
+        &[("range", "bytes=15-")],
+        &[("range", "bytes=5-100")],
+        &[("range", "bytes=20-20")],
+        &[("range", "bytes=21-")],
+        &[("range", "bytes=100-")],
+        &[("range", "bytes=-0")],
+        &[("range", "items=0-3")],
+        &[("if-none-match", "{etag}")],
+        &[("if-none-match", "*")],
+        &[("if-none-match", "\"other\"")],
+        &[("if-none-match", "\"other\", {etag}")],
+        &[("if-modified-since", "{modified}")],
+        &[("if-modified-since", old)],
+        &[("if-match", "{etag}")],
+        &[("if-match", "\"other\"")],
+        &[("if-unmodified-since", "{modified}")],
+        &[("if-unmodified-since", old)],
+        &[("range", "bytes=0-3"), ("if-range", "{etag}")],
+        &[("range", "bytes=0-3"), ("if-range", "\"other\"")],
+        &[("range", "bytes=0-3"), ("if-range", "{modified}")],
+        &[("range", "bytes=0-3"), ("if-range", old)],
+        &[("range", "bytes=100-"), ("if-range", "\"other\"")],
+        &[("range", "bytes=0-3"), ("if-none-match", "{etag}")],
+    ];
+    let mut answers = Vec::new();
+    for server in [ours.as_str(), nginx.addr.as_str()] {
+        let first = raw_get(server, "/static/app.css", "").await;
+        let etag = first.header("etag").unwrap().to_owned();
+        let modified = first.header("last-modified").unwrap().to_owned();
+        answers.push(answers_of(server, cases, &etag, &modified).await);
+    }
+    let differ: Vec<String> = cases
+        .iter()
+        .zip(&answers[0])
+        .zip(&answers[1])
+        .filter(|((_, ours), nginx)| ours != nginx)
+        .map(|((case, ours), nginx)| format!("{case:?}: portcullis {ours:?}, nginx {nginx:?}"))
+        .collect();
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    // The deliberate differences.
+    let malformed = raw_get(&addr(&app), "/static/app.css", "Range: bytes=abc\r\n").await;
+    assert_eq!(
+        (malformed.status, malformed.text().as_str()),
+        (200, "body { color: red; }\n")
+    );
+    let malformed = raw_get(&nginx.addr, "/static/app.css", "Range: bytes=abc\r\n").await;
+    assert_eq!(malformed.status, 416);
+    let several = raw_get(&addr(&app), "/static/app.css", "Range: bytes=0-1,4-5\r\n").await;
+    assert_eq!(
+        (several.status, several.text().as_str()),
+        (200, "body { color: red; }\n")
+    );
+    let several = raw_get(&nginx.addr, "/static/app.css", "Range: bytes=0-1,4-5\r\n").await;
+    assert_eq!(several.status, 206);
+    assert!(
+        several
+            .header("content-type")
+            .unwrap()
+            .starts_with("multipart/byteranges"),
+        "{:?}",
+        several.headers
+    );
+    app.stop().await;
+}
+
+/// Each case's (status, `Content-Range`, body of a success) from `server`, with
+/// `{etag}` and `{modified}` replaced by that server's validators.
+async fn answers_of(
+    server: &str,
+    cases: &[&[(&str, &str)]],
+    etag: &str,
+    modified: &str,
+) -> Vec<(u16, Option<String>, String)> {
+    let mut answers = Vec::new();
+    for case in cases {
+        let mut extra = String::new();
+        for (name, value) in *case {
+            let value = value
+                .replace("{etag}", etag)
+                .replace("{modified}", modified);
+            extra = extra + name + ": " + &value + "\r\n";
+        }
+        let reply = raw_get(server, "/static/app.css", &extra).await;
+        // Error pages are each server's own: only a success's body counts.
+        let body = if reply.status < 300 {
+            reply.text()
+        } else {
+            String::new()
+        };
+        answers.push((
+            reply.status,
+            reply.header("content-range").map(str::to_owned),
+            body,
+        ));
+    }
+    answers
+}
+
 /// No way out of the directory: `..`, encoded dots and slashes,
 /// backslashes, and symlinks (to a file or a directory) that leave the
 /// root are all 404, while a symlink that stays inside is served.
@@ -1089,7 +1212,32 @@ struct Nginx {
 }
 
 impl Nginx {
+    /// nginx with `auth_request` to portcullis in front of `upstream`.
     async fn start(portcullis: &str, upstream: &str) -> Self {
+        Self::with_locations(&format!(
+            r#"
+        location = /_portcullis {{
+            internal;
+            proxy_pass http://{portcullis}/auth/verify;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+        location /app/ {{
+            auth_request /_portcullis;
+            auth_request_set $pc_user_id $upstream_http_x_portcullis_user_id;
+            auth_request_set $pc_username $upstream_http_x_portcullis_username;
+            auth_request_set $pc_is_staff $upstream_http_x_portcullis_is_staff;
+            proxy_set_header X-Portcullis-User-Id $pc_user_id;
+            proxy_set_header X-Portcullis-Username $pc_username;
+            proxy_set_header X-Portcullis-Is-Staff $pc_is_staff;
+            proxy_pass http://{upstream};
+        }}"#
+        ))
+        .await
+    }
+
+    /// nginx with one server whose body is `locations`.
+    async fn with_locations(locations: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -1106,7 +1254,7 @@ impl Nginx {
                 ""
             };
         let conf = format!(
-            r#"{user}
+            r"{user}
 daemon off;
 master_process off;
 worker_processes 1;
@@ -1122,25 +1270,10 @@ http {{
     scgi_temp_path {d}/scgi;
     server {{
         listen 127.0.0.1:{port};
-        location = /_portcullis {{
-            internal;
-            proxy_pass http://{portcullis}/auth/verify;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-        }}
-        location /app/ {{
-            auth_request /_portcullis;
-            auth_request_set $pc_user_id $upstream_http_x_portcullis_user_id;
-            auth_request_set $pc_username $upstream_http_x_portcullis_username;
-            auth_request_set $pc_is_staff $upstream_http_x_portcullis_is_staff;
-            proxy_set_header X-Portcullis-User-Id $pc_user_id;
-            proxy_set_header X-Portcullis-Username $pc_username;
-            proxy_set_header X-Portcullis-Is-Staff $pc_is_staff;
-            proxy_pass http://{upstream};
-        }}
+{locations}
     }}
 }}
-"#
+"
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();

@@ -279,13 +279,7 @@ async fn streaming_download_and_upload_are_exact() {
     let upload: Vec<u8> = (0..2_500_000u32).map(|i| (i % 241) as u8).collect();
     let digest = {
         use sha2::Digest as _;
-        sha2::Sha256::digest(&upload)
-            .iter()
-            .fold(String::new(), |mut hex, b| {
-                use std::fmt::Write as _;
-                let _ = write!(hex, "{b:02x}");
-                hex
-            })
+        hex::encode(sha2::Sha256::digest(&upload))
     };
     let form = reqwest::multipart::Form::new()
         .text("note", "caf\u{e9}")
