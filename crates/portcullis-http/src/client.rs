@@ -222,6 +222,18 @@ mod tests {
             write_ip(&mut out, ip).unwrap();
             assert_eq!(out, ip.to_string());
         }
+        // Every octet value in every position (the digit counts and the
+        // zeros are where a hand-written formatter goes wrong).
+        for position in 0..4 {
+            for value in 0..=255u8 {
+                let mut octets = [1, 22, 233, 4];
+                octets[position] = value;
+                let ip = IpAddr::from(octets);
+                let mut out = String::new();
+                write_ip(&mut out, ip).unwrap();
+                assert_eq!(out, ip.to_string());
+            }
+        }
     }
 
     fn cidrs(list: &[&str]) -> Vec<Cidr> {
