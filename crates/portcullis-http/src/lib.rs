@@ -76,4 +76,6 @@ pub const API_PATHS: &[&str] = &[
     "/.well-known/jwks.json",
     "/.well-known/oauth-authorization-server",
     "/auth/verify",
+    "/api/schema/",
+    "/api/schema/docs/",
 ];
