@@ -23,6 +23,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// A method the view does not implement.
     MethodNotAllowed(String),
+    /// No renderer satisfies the request's `Accept` (DRF's `NotAcceptable`).
+    NotAcceptable,
     /// A body over the configured limit.
     PayloadTooLarge(usize),
     /// No such endpoint or object.
@@ -103,6 +105,10 @@ impl IntoResponse for ApiError {
             Self::MethodNotAllowed(method) => detail(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("Method \"{method}\" not allowed."),
+            ),
+            Self::NotAcceptable => detail(
+                StatusCode::NOT_ACCEPTABLE,
+                "Could not satisfy the request Accept header.",
             ),
             Self::PayloadTooLarge(limit) => detail(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -12,6 +12,7 @@ mod client;
 pub mod cookie;
 mod error;
 mod identity;
+pub mod openapi;
 mod python_json;
 pub mod request_id;
 mod routes;
@@ -25,20 +26,34 @@ pub use client::{Cidr, ClientAddr, ClientInfo, client_address, write_ip};
 pub use cookie::RefreshCookie;
 pub use error::ApiError;
 pub use identity::IdentityHeaders;
+pub use routes::Route;
 pub use state::{AppState, HttpSettings, ReadinessCheck};
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(routes::token::router())
+/// Every route, with the table of them ([`route_table`]).
+fn routes(http: &HttpSettings) -> routes::Routes {
+    routes::token::router()
         .merge(routes::sessions::router())
         .merge(routes::admin::router())
         .merge(routes::users::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())
         .merge(routes::forward_auth::router())
+        .merge(routes::schema::router(http))
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let (router, _) = routes(state.http()).into_parts();
+    router
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
+}
+
+/// What [`router`] routes with these settings: the table built with the
+/// router itself, which the OpenAPI document is checked against.
+#[must_use]
+pub fn route_table(http: &HttpSettings) -> Vec<Route> {
+    routes(http).into_parts().1
 }
 
 /// The paths the API answers itself. They come before every `[[static]]`
@@ -61,4 +76,6 @@ pub const API_PATHS: &[&str] = &[
     "/.well-known/jwks.json",
     "/.well-known/oauth-authorization-server",
     "/auth/verify",
+    "/api/schema/",
+    "/api/schema/docs/",
 ];

@@ -30,6 +30,11 @@ pub struct HttpSettings {
     /// What else must be ready before `/readyz` answers 200 (a `[[wsgi]]`
     /// app that is still importing).
     pub readiness: Vec<ReadinessCheck>,
+    /// `API_SCHEMA`: serve the OpenAPI document at `/api/schema/`.
+    pub api_schema: bool,
+    /// `API_DOCS`: serve its docs page at `/api/schema/docs/` (only with
+    /// `api_schema`: the page renders that document).
+    pub api_docs: bool,
 }
 
 /// One more condition of `/readyz`: `Err(what)` while not ready.
@@ -53,6 +58,8 @@ impl Default for HttpSettings {
             refresh_cookie: None,
             trusted_proxies: Vec::new(),
             readiness: Vec::new(),
+            api_schema: true,
+            api_docs: true,
         }
     }
 }

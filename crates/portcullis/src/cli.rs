@@ -38,6 +38,13 @@ pub enum Command {
     /// Read the audit trail of administrative changes.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print the OpenAPI 3.1 document that `GET /api/schema/` serves
+    /// (for client generators).
+    Openapi {
+        /// `yaml` (the default, as the server's) or `json`.
+        #[arg(long, value_enum, default_value_t = OpenapiFormat::Yaml)]
+        format: OpenapiFormat,
+    },
     /// A WSGI worker process, started by `serve` for a `[[wsgi]]` mount.
     #[command(hide = true)]
     WsgiWorker {
@@ -45,6 +52,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// The formats of `portcullis openapi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OpenapiFormat {
+    /// YAML, as `GET /api/schema/` answers by default.
+    Yaml,
+    /// JSON, as `GET /api/schema/?format=json` answers.
+    Json,
 }
 
 /// `portcullis serve`

@@ -13,7 +13,9 @@ use portcullis_token::{Clock as _, SystemClock};
 use secrecy::SecretString;
 
 use crate::audit::record;
-use crate::cli::{Command, CreateUser, ImportCommand, ImportDjango, TokensCommand, UserCommand};
+use crate::cli::{
+    Command, CreateUser, ImportCommand, ImportDjango, OpenapiFormat, TokensCommand, UserCommand,
+};
 use crate::config::Loaded;
 use crate::startup::{Application, shutdown_signal};
 use crate::store_setup::{auth_service, hasher, open_store};
@@ -56,6 +58,18 @@ pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
         Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
         Command::Keys(command) => keys::command(command, loaded).await,
         Command::Audit(command) => crate::audit::command(command, loaded).await,
+        Command::Openapi { format } => {
+            // No database: the document depends on settings alone.
+            let (http, header_types) = loaded.openapi_settings()?;
+            let document = portcullis_http::openapi::document(&http, &header_types);
+            let text = match format {
+                OpenapiFormat::Yaml => portcullis_http::openapi::to_yaml(&document),
+                OpenapiFormat::Json => portcullis_http::openapi::to_json(&document),
+            }
+            .map_err(anyhow::Error::msg)?;
+            print!("{text}");
+            Ok(())
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use portcullis_core::{AuthSettings, HashParams, ThrottleSettings};
-use portcullis_http::RefreshCookie;
+use portcullis_http::{HttpSettings, RefreshCookie};
 use portcullis_server::{AccessLog, Mount, ServerSettings};
 use portcullis_token::{Audience, TokenSettings, TokenType};
 use secrecy::{ExposeSecret, SecretString};
@@ -140,6 +140,11 @@ pub struct Config {
     pub admin_console: bool,
     /// `ADMIN_IDLE_TIMEOUT`: a console session unused this long ends.
     pub admin_idle_timeout: Seconds,
+    /// `API_SCHEMA`: serve the OpenAPI document at `/api/schema/`.
+    pub api_schema: bool,
+    /// `API_DOCS`: serve its docs page at `/api/schema/docs/` (only with
+    /// `API_SCHEMA`).
+    pub api_docs: bool,
     /// `AUDIT_RETENTION`: audit entries older than this are deleted with
     /// the other pruning (`PRUNE_INTERVAL`, `tokens flush-expired`).
     pub audit_retention: Seconds,
@@ -451,6 +456,8 @@ impl Default for Config {
             prune_interval: Seconds(3600),
             admin_console: true,
             admin_idle_timeout: Seconds(1800),
+            api_schema: true,
+            api_docs: true,
             audit_retention: Seconds(365 * 86_400),
             refresh_cookie: false,
             refresh_cookie_name: "__Host-refresh".to_owned(),
@@ -735,6 +742,19 @@ impl Loaded {
 
     /// The header the token is read from: `Authorization`, or Django's
     /// `HTTP_X_ACCESS_TOKEN` form for `X-Access-Token`.
+    /// The settings the OpenAPI document depends on, as `serve` uses
+    /// them: `portcullis openapi` prints what `GET /api/schema/` serves.
+    pub fn openapi_settings(&self) -> Result<(HttpSettings, Vec<String>), ConfigError> {
+        let http = HttpSettings {
+            auth_header_name: self.auth_header_name()?,
+            api_schema: self.config.api_schema,
+            api_docs: self.config.api_docs,
+            ..HttpSettings::default()
+        };
+        Ok((http, self.auth_settings()?.auth_header_types))
+    }
+
+    /// `AUTH_HEADER_NAME`, checked.
     pub fn auth_header_name(&self) -> Result<axum::http::HeaderName, ConfigError> {
         let raw = self.config.auth_header_name.trim();
         let name = portcullis_token::auth_header_name(raw);

@@ -62,6 +62,8 @@ impl Application {
             refresh_cookie: loaded.refresh_cookie()?,
             trusted_proxies: loaded.trusted_proxies()?,
             readiness: Vec::new(),
+            api_schema: loaded.config.api_schema,
+            api_docs: loaded.config.api_docs,
         };
         let mounts = loaded.mounts()?;
         let bind = loaded.bind()?;

@@ -14,18 +14,19 @@
 //! Every change is recorded in the audit trail (issue 18), with the staff
 //! account and the client address.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use portcullis_core::{Actor, AuditAction, AuditEntry, Authenticated, Target};
 use serde_json::Value;
 
 use super::sessions::sessions_json;
-use super::{method_not_allowed, view_at};
+use super::{Routes, method_not_allowed, view_at};
+use crate::openapi as doc;
 use crate::{ApiError, AppState, ClientAddr, StaffUser};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Routes {
     view_at(
         "/api/admin/users/{id}/sessions/",
         "GET, DELETE, HEAD, OPTIONS",
@@ -62,6 +63,21 @@ fn no_content(done: bool) -> Result<StatusCode, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/users/{id}/sessions/",
+    tag = "admin",
+    operation_id = "admin_users_sessions_list",
+    summary = "A user's live sessions",
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The sessions (`current` marks the caller's own)", body = Vec<doc::SessionInfo>),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     StaffUser(auth): StaffUser,
@@ -116,6 +132,21 @@ where
     no_content(done)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{id}/sessions/",
+    tag = "admin",
+    operation_id = "admin_users_sessions_destroy",
+    summary = "End every session of a user",
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Every session has ended"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn end_all(
     State(state): State<AppState>,
     StaffUser(staff): StaffUser,
@@ -134,6 +165,22 @@ async fn end_all(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/deactivate/",
+    tag = "admin",
+    operation_id = "admin_users_deactivate_create",
+    summary = "Deactivate a user",
+    description = "Ends every session of the user, then deactivates the account.",
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deactivated"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn deactivate(
     State(state): State<AppState>,
     StaffUser(staff): StaffUser,
@@ -152,6 +199,22 @@ async fn deactivate(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{id}/",
+    tag = "admin",
+    operation_id = "admin_users_destroy",
+    summary = "Delete a user",
+    description = "Ends every session of the user, then deletes the account.",
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn remove(
     State(state): State<AppState>,
     StaffUser(staff): StaffUser,

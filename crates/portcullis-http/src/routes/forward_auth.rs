@@ -9,18 +9,43 @@
 //! Every method is answered alike: nginx's subrequest and Traefik keep the
 //! client's method, and a `POST` must be authenticated like a `GET`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::any;
 
-use super::Finish;
+use super::{Finish, Routes};
+use crate::openapi as doc;
 use crate::{AppState, AuthUser};
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/auth/verify", any(Finish::plain().wrap(verify)))
+/// Every method is routed; the document describes `GET` and `POST`, the
+/// two a proxy sends in practice.
+pub(crate) fn router() -> Routes {
+    Routes::default().route(
+        "/auth/verify",
+        &["GET", "POST"],
+        any(Finish::plain().wrap(verify)),
+    )
 }
 
+#[utoipa::path(
+    method(get, post),
+    path = "/auth/verify",
+    tag = "forward-auth",
+    operation_id = "auth_verify",
+    summary = "Forward-auth: check the access token of a request a proxy is about to forward",
+    description = "Every method is answered alike. The identity header names are settings (`IDENTITY_HEADER_USER_ID`, `IDENTITY_HEADER_USERNAME`, `IDENTITY_HEADER_IS_STAFF`); the defaults are shown.",
+    responses(
+        (status = 200, description = "A valid access token: the identity headers, no body",
+            headers(
+                ("X-Portcullis-User-Id" = String, description = "The user's id, in decimal"),
+                ("X-Portcullis-Username" = String, description = "The username"),
+                ("X-Portcullis-Is-Staff" = String, description = "`true` or `false`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 401, response = doc::Unauthorized),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn verify(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,

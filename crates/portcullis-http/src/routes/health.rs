@@ -1,18 +1,31 @@
 //! Liveness and readiness probes for orchestrators.
 
+use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+
+use super::Routes;
 use serde_json::{Value, json};
 
+use crate::openapi as doc;
 use crate::{ApiError, AppState};
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub(crate) fn router() -> Routes {
+    Routes::default()
+        .route("/healthz", &["GET"], get(healthz))
+        .route("/readyz", &["GET"], get(readyz))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    summary = "Liveness: the process answers",
+    responses(
+        (status = 200, description = "Alive", body = doc::Status, example = json!({"status": "ok"})),
+    ),
+)]
 /// The process answers.
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -20,6 +33,17 @@ async fn healthz() -> Json<Value> {
 
 /// The database answers, and every other check passes (a `[[wsgi]]` app
 /// has imported).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    summary = "Readiness: the database answers and every `[[wsgi]]` app has imported",
+    responses(
+        (status = 200, description = "Ready", body = doc::Status, example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready", body = doc::ErrorDetail, example = json!({"detail": "The database is unreachable."})),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     for check in &state.http().readiness {
         if let Err(what) = (check.0)() {

@@ -1,8 +1,12 @@
-//! The endpoints, one module per area; each exports `router()`.
+//! The endpoints, one module per area; each exports `router()`, a
+//! [`Routes`]: the axum router and the table of what it routes, built
+//! together, so the OpenAPI document (`crate::openapi`) can be checked
+//! against every route the server really has.
 
 pub(crate) mod admin;
 pub(crate) mod forward_auth;
 pub(crate) mod health;
+pub(crate) mod schema;
 pub(crate) mod sessions;
 pub(crate) mod token;
 pub(crate) mod users;
@@ -110,18 +114,91 @@ impl<F: Future<Output = Response> + Unpin> Future for Finishing<F> {
     }
 }
 
+/// One route of the API as the OpenAPI document must describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The path, as axum and OpenAPI both write it (`/api/sessions/{id}/`).
+    /// A DRF view also answers it without its trailing slash; the document
+    /// names the slashed path only, as drf-spectacular does.
+    pub path: &'static str,
+    /// The methods the document describes, upper case. `HEAD` (answered
+    /// as `GET`) and `OPTIONS` (DRF's metadata) are not listed, as
+    /// drf-spectacular lists neither.
+    pub methods: Vec<&'static str>,
+    /// `false` for the files of the docs page, which are no API.
+    pub documented: bool,
+}
+
+/// A router and the table of its routes, grown together: no route can be
+/// added to one without the other.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    router: axum::Router<AppState>,
+    table: Vec<Route>,
+}
+
+impl Routes {
+    /// `methods` at `path`, answered by `method_router`.
+    pub(crate) fn route(
+        mut self,
+        path: &'static str,
+        methods: &[&'static str],
+        method_router: MethodRouter<AppState>,
+    ) -> Self {
+        self.router = self.router.route(path, method_router);
+        self.table.push(Route {
+            path,
+            methods: methods.to_vec(),
+            documented: true,
+        });
+        self
+    }
+
+    /// A route the document does not describe (the docs page's files).
+    pub(crate) fn undocumented(
+        mut self,
+        path: &'static str,
+        method_router: MethodRouter<AppState>,
+    ) -> Self {
+        self.router = self.router.route(path, method_router);
+        self.table.push(Route {
+            path,
+            methods: Vec::new(),
+            documented: false,
+        });
+        self
+    }
+
+    /// Both routers' routes.
+    pub(crate) fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.table.extend(other.table);
+        self
+    }
+
+    /// The router and the table.
+    pub(crate) fn into_parts(self) -> (axum::Router<AppState>, Vec<Route>) {
+        (self.router, self.table)
+    }
+}
+
 /// One view at `path` and at `path` without its trailing slash, with
 /// DRF's `Allow` for it; `build` makes its method router from handlers
 /// wrapped by the [`Finish`] it is given.
 pub(crate) fn view_at(
-    path: &str,
+    path: &'static str,
     allow: &'static str,
     build: impl FnOnce(Finish) -> MethodRouter<AppState>,
-) -> axum::Router<AppState> {
+) -> Routes {
     let view = build(Finish::view(allow));
-    axum::Router::new()
-        .route(path, view.clone())
-        .route(path.trim_end_matches('/'), view)
+    let methods: Vec<&'static str> = allow
+        .split(", ")
+        .filter(|m| !matches!(*m, "HEAD" | "OPTIONS"))
+        .collect();
+    let mut routes = Routes::default().route(path, &methods, view.clone());
+    // The unslashed twin is the same view: one entry in the table.
+    routes.router = routes.router.route(path.trim_end_matches('/'), view);
+    routes
 }
 
 /// DRF's `http_method_not_allowed`.

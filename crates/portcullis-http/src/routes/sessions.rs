@@ -9,14 +9,15 @@
 //! logout reads the refresh cookie and both logouts clear the cookies
 //! (see [`crate::cookie`]).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{method_not_allowed, view_at};
+use super::{Routes, method_not_allowed, view_at};
 use crate::cookie::{self, CookieRefresh, SetCookies};
+use crate::openapi as doc;
 use crate::{ApiError, AppState, AuthUser, DrfData};
 use portcullis_core::{SESSION_CLAIM, Session};
 
@@ -24,7 +25,7 @@ type JsonResult = Result<Json<Value>, ApiError>;
 /// A body plus, in cookie mode, the cookies cleared.
 type CookieResult = Result<(SetCookies, Json<Value>), ApiError>;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Routes {
     view_at("/api/token/logout/", "POST, OPTIONS", |view| {
         post(view.wrap(logout)).fallback(view.wrap(method_not_allowed))
     })
@@ -40,6 +41,21 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// The refresh token comes from the body or, in cookie mode, the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/token/logout/",
+    tag = "sessions",
+    operation_id = "token_logout_create",
+    summary = "End the caller's session",
+    description = "Ends the session of the access token (and blacklists the refresh token given, or in cookie mode the cookie's, which must be of that session).",
+    request_body = doc::LogoutRequest,
+    responses(
+        (status = 200, description = "The session has ended", body = doc::Empty),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn logout(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,
@@ -51,11 +67,35 @@ async fn logout(
     Ok((cookie::clear(&state), Json(json!({}))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/token/logout-all/",
+    tag = "sessions",
+    operation_id = "token_logout_all_create",
+    summary = "End every session of the caller",
+    responses(
+        (status = 200, description = "Every session has ended", body = doc::Empty),
+        (status = 401, response = doc::Unauthorized),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn logout_all(State(state): State<AppState>, AuthUser(auth): AuthUser) -> CookieResult {
     state.auth().logout_all(&auth.user).await?;
     Ok((cookie::clear(&state), Json(json!({}))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sessions/",
+    tag = "sessions",
+    operation_id = "sessions_list",
+    summary = "The caller's live sessions",
+    responses(
+        (status = 200, description = "The sessions", body = Vec<doc::SessionInfo>),
+        (status = 401, response = doc::Unauthorized),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn list(State(state): State<AppState>, AuthUser(auth): AuthUser) -> JsonResult {
     let sessions = state.auth().sessions(&auth.user).await?;
     Ok(sessions_json(&auth, sessions))
@@ -88,6 +128,20 @@ pub(crate) fn sessions_json(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/sessions/{id}/",
+    tag = "sessions",
+    operation_id = "sessions_destroy",
+    summary = "End one of the caller's sessions",
+    params(("id" = String, Path, description = "The session id, as `GET /api/sessions/` lists it")),
+    responses(
+        (status = 204, description = "The session has ended"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn end(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,

@@ -3,22 +3,23 @@
 
 use std::net::IpAddr;
 
+use axum::Json;
 use axum::extract::State;
 use axum::handler::Handler;
 use axum::routing::post;
-use axum::{Json, Router};
 use portcullis_core::Credentials;
 use serde_json::{Value, json};
 
-use super::{field, metadata, method_not_allowed};
+use super::{Routes, field, metadata, method_not_allowed};
 use crate::cookie::{self, CookieRefresh, SetCookies};
+use crate::openapi as doc;
 use crate::{ApiError, AppState, ClientAddr, ClientInfo, DrfData};
 
 type JsonResult = Result<Json<Value>, ApiError>;
 /// A body plus the cookies of cookie mode (none when it is off).
 type CookieResult = Result<(SetCookies, Json<Value>), ApiError>;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Routes {
     view_at("/api/token/", obtain_pair, obtain_pair_options())
         .merge(view_at("/api/token/refresh/", refresh, refresh_options()))
         .merge(view_at("/api/token/verify/", verify, verify_options()))
@@ -40,7 +41,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// A token view: `POST` to `handler`, `OPTIONS` answered with `options`.
-fn view_at<H, T>(path: &str, handler: H, options: Value) -> Router<AppState>
+fn view_at<H, T>(path: &'static str, handler: H, options: Value) -> Routes
 where
     H: Handler<T, AppState>,
     H::Future: Unpin,
@@ -62,6 +63,20 @@ fn credentials(data: &DrfData, client: Option<IpAddr>) -> Result<Credentials, Ap
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/token/",
+    tag = "token",
+    operation_id = "token_create",
+    summary = "Obtain a token pair",
+    description = "Takes a set of user credentials and returns an access and refresh JSON web token pair to prove the authentication of those credentials. In cookie mode (`REFRESH_COOKIE`) the refresh token is also set as an `HttpOnly` cookie, with a `__Host-csrf` cookie.",
+    request_body = doc::TokenObtainRequest,
+    responses(
+        (status = 200, description = "A token pair", body = doc::TokenPair),
+        (status = 401, response = doc::Unauthorized),
+        (status = 429, response = doc::Throttled),
+    ),
+)]
 async fn obtain_pair(
     State(state): State<AppState>,
     ClientInfo { address, client }: ClientInfo,
@@ -78,6 +93,20 @@ async fn obtain_pair(
 }
 
 /// The body's `refresh`, or in cookie mode the cookie's (CSRF-checked).
+#[utoipa::path(
+    post,
+    path = "/api/token/refresh/",
+    tag = "token",
+    operation_id = "token_refresh_create",
+    summary = "Refresh an access token",
+    description = "Takes a refresh type JSON web token and returns an access type JSON web token if the refresh token is valid (with `ROTATE_REFRESH_TOKENS`, also a new refresh token).",
+    request_body = doc::RefreshRequest,
+    responses(
+        (status = 200, description = "A new access token", body = doc::RefreshResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+    ),
+)]
 async fn refresh(
     State(state): State<AppState>,
     ClientInfo { client, .. }: ClientInfo,
@@ -96,12 +125,39 @@ async fn refresh(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/token/verify/",
+    tag = "token",
+    operation_id = "token_verify_create",
+    summary = "Verify a token",
+    description = "Takes a token and indicates if it is valid. This view provides no information about a token's fitness for a particular use.",
+    request_body = doc::TokenRequest,
+    responses(
+        (status = 200, description = "The token is valid", body = doc::Empty),
+        (status = 401, response = doc::Unauthorized),
+    ),
+)]
 async fn verify(State(state): State<AppState>, data: DrfData) -> JsonResult {
     let [token] = data.strings(["token"])?;
     state.auth().verify(&token).await?;
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/token/blacklist/",
+    tag = "token",
+    operation_id = "token_blacklist_create",
+    summary = "Blacklist a refresh token",
+    description = "Takes a refresh token and blacklists it: it can no longer be used.",
+    request_body = doc::RefreshRequest,
+    responses(
+        (status = 200, description = "Blacklisted", body = doc::Empty),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+    ),
+)]
 async fn blacklist(
     State(state): State<AppState>,
     cookies: CookieRefresh,
@@ -112,6 +168,20 @@ async fn blacklist(
     Ok((cookie::clear(&state), Json(json!({}))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/token/sliding/",
+    tag = "token",
+    operation_id = "token_sliding_create",
+    summary = "Obtain a sliding token",
+    description = "Takes a set of user credentials and returns a sliding JSON web token to prove the authentication of those credentials.",
+    request_body = doc::TokenObtainRequest,
+    responses(
+        (status = 200, description = "A sliding token", body = doc::SlidingToken),
+        (status = 401, response = doc::Unauthorized),
+        (status = 429, response = doc::Throttled),
+    ),
+)]
 async fn obtain_sliding(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -124,6 +194,19 @@ async fn obtain_sliding(
     Ok(Json(json!({"token": token})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/token/sliding/refresh/",
+    tag = "token",
+    operation_id = "token_sliding_refresh_create",
+    summary = "Refresh a sliding token",
+    description = "Takes a sliding JSON web token and returns a new, refreshed version if the token's refresh period has not expired.",
+    request_body = doc::TokenRequest,
+    responses(
+        (status = 200, description = "The refreshed sliding token", body = doc::SlidingToken),
+        (status = 401, response = doc::Unauthorized),
+    ),
+)]
 async fn refresh_sliding(State(state): State<AppState>, data: DrfData) -> JsonResult {
     let [token] = data.strings(["token"])?;
     let token = state.auth().refresh_sliding(&token).await?;

@@ -4,17 +4,18 @@
 //! `POST /api/users/me/password/` changes the password and ends every
 //! other session (ASVS V7.4.3).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::Method;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{metadata, view_at};
+use super::{Routes, metadata, view_at};
+use crate::openapi as doc;
 use crate::{ApiError, AppState, AuthUser, DrfData};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Routes {
     view_at("/api/users/me/", "GET, HEAD, OPTIONS", |view| {
         get(view.wrap(me))
             .options(view.wrap(options))
@@ -28,6 +29,21 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// `{"old_password","new_password"}` → `{}`; every other session ends.
+#[utoipa::path(
+    post,
+    path = "/api/users/me/password/",
+    tag = "users",
+    operation_id = "users_me_password_create",
+    summary = "Change the caller's password",
+    description = "Checks the old password (throttled as a login), sets the new one and ends every other session.",
+    request_body = doc::PasswordChangeRequest,
+    responses(
+        (status = 200, description = "Changed", body = doc::Empty),
+        (status = 401, response = doc::Unauthorized),
+        (status = 429, response = doc::Throttled),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn change_password(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,
@@ -51,6 +67,18 @@ struct Me {
     email: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/users/me/",
+    tag = "users",
+    operation_id = "users_me_retrieve",
+    summary = "The caller's account",
+    responses(
+        (status = 200, description = "The account", body = doc::Me),
+        (status = 401, response = doc::Unauthorized),
+    ),
+    security(("jwtAuth" = [])),
+)]
 async fn me(AuthUser(auth): AuthUser) -> Json<Me> {
     let user = auth.user;
     Json(Me {

@@ -4,21 +4,27 @@
 
 use std::convert::Infallible;
 
+use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use portcullis_core::AuthError;
 use serde_json::{Value, json};
 
+use super::Routes;
+use crate::openapi as doc;
 use crate::{ApiError, AppState};
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
+pub(crate) fn router() -> Routes {
+    Routes::default()
+        .route("/.well-known/jwks.json", &["GET"], get(jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            &["GET"],
+            get(metadata),
+        )
 }
 
 /// The entity tags of an `If-None-Match` request header (RFC 9110 §13.1.2).
@@ -84,6 +90,26 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
 /// the configured asymmetric key; never an HMAC key. Cached for at most
 /// half the publish delay, so a verifier's copy is refreshed before a
 /// newly published key starts signing.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "discovery",
+    operation_id = "jwks_retrieve",
+    summary = "The published public keys (RFC 7517)",
+    params(("If-None-Match" = Option<String>, Header, description = "An entity tag of a copy held")),
+    responses(
+        (status = 200, description = "The key set; empty with an HMAC key", body = doc::Jwks,
+            headers(
+                ("Cache-Control" = String, description = "`public, max-age=N`, half of `KEY_PUBLISH_DELAY` (at most 300 s)"),
+                ("ETag" = String, description = "The key set's entity tag"),
+            )),
+        (status = 304, description = "The copy held is current",
+            headers(
+                ("Cache-Control" = String),
+                ("ETag" = String),
+            )),
+    ),
+)]
 async fn jwks(State(state): State<AppState>, if_none_match: IfNoneMatch) -> Response {
     let document = match state.auth().engine().jwks() {
         Ok(document) => document,
@@ -110,6 +136,16 @@ async fn jwks(State(state): State<AppState>, if_none_match: IfNoneMatch) -> Resp
 /// `grant_types_supported` would claim the default, authorization code and
 /// implicit). The issuer is `ISSUER` when it is a URL, otherwise the
 /// origin the request was made to.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "discovery",
+    operation_id = "oauth_authorization_server_retrieve",
+    summary = "RFC 8414 metadata",
+    responses(
+        (status = 200, description = "The issuer and where its keys and token endpoint are", body = doc::ServerMetadata),
+    ),
+)]
 async fn metadata(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,

@@ -29,6 +29,7 @@ mod library;
 mod limits;
 mod multinode;
 mod observability;
+mod openapi;
 mod secrets;
 mod sessions;
 mod shutdown;
