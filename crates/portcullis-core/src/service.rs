@@ -14,10 +14,11 @@ use serde_json::Value;
 
 use crate::revocation::RevocationCache;
 use crate::throttle::{ThrottleKey, ThrottleSettings, block_for, wait_seconds};
-use crate::user_cache::CachingStore;
+use crate::user_cache::CachingUsers;
 use crate::{
-    AuthError, Client, OutstandingToken, PasswordHasher, Revocations, RotationClaim, Session,
-    Store, Successor, TokenMessage, User,
+    AuthError, Client, KeyStore, OutstandingToken, PasswordHasher, Revocations, RotationClaim,
+    Session, SessionStore, Store, StoreError, Successor, ThrottleStore, TokenMessage, TokenStore,
+    User, UserStore,
 };
 
 /// The claim naming a token's session (its refresh-token family), as
@@ -117,10 +118,12 @@ pub trait KeySource: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct AuthService {
     engine: TokenEngine,
+    /// The store, for everything but accounts; also read, past the cache,
+    /// when a revoked token's user may have changed elsewhere (see
+    /// [`Self::authenticate`]).
     store: Arc<dyn Store>,
-    /// The same store without the account cache: read when a revoked
-    /// token's user may have changed elsewhere (see [`Self::authenticate`]).
-    uncached: Arc<dyn Store>,
+    /// The store's accounts behind the account cache.
+    users: Arc<dyn UserStore>,
     hasher: PasswordHasher,
     settings: Arc<AuthSettings>,
     key_source: Option<Arc<dyn KeySource>>,
@@ -129,7 +132,7 @@ pub struct AuthService {
 
 impl AuthService {
     /// Wire the flows together. Accounts read by id are cached, and
-    /// forgotten whenever written through [`Self::store`] or changed
+    /// forgotten whenever written through [`Self::user_store`] or changed
     /// elsewhere (see `user_cache.rs`): an authenticated request costs no
     /// database round trip.
     #[must_use]
@@ -141,8 +144,8 @@ impl AuthService {
     ) -> Self {
         Self {
             engine,
-            store: Arc::new(CachingStore::new(Arc::clone(&store))),
-            uncached: store,
+            users: Arc::new(CachingUsers::new(Arc::clone(&store) as Arc<dyn UserStore>)),
+            store,
             hasher,
             settings: Arc::new(settings),
             key_source: None,
@@ -163,11 +166,41 @@ impl AuthService {
         &self.engine
     }
 
-    /// The store. Write accounts through it (not through another handle
-    /// on the same database), so this node forgets its cached copy at once.
+    /// The accounts, behind the account cache. Write accounts through it
+    /// (not through another handle on the same database), so this node
+    /// forgets its cached copy at once.
     #[must_use]
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    pub fn user_store(&self) -> &dyn UserStore {
+        &*self.users
+    }
+
+    /// The outstanding tokens and the blacklist.
+    #[must_use]
+    pub fn token_store(&self) -> &dyn TokenStore {
+        &*self.store
+    }
+
+    /// The sessions and their revocations.
+    #[must_use]
+    pub fn session_store(&self) -> &dyn SessionStore {
+        &*self.store
+    }
+
+    /// The login throttle's counts.
+    #[must_use]
+    pub fn throttle_store(&self) -> &dyn ThrottleStore {
+        &*self.store
+    }
+
+    /// The server settings and the signing key set.
+    #[must_use]
+    pub fn key_store(&self) -> &dyn KeyStore {
+        &*self.store
+    }
+
+    /// Whether the database answers (`/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
     }
 
     /// The password hasher.
@@ -348,7 +381,7 @@ impl AuthService {
             UserIdClaim::Falsy | UserIdClaim::NotAnId => return Err(AuthError::UserNotFound),
             UserIdClaim::Id(id) => id,
         };
-        let user = self.store.user_by_id(id).await?;
+        let user = self.users.user_by_id(id).await?;
         let user = self.check_user(&token, user)?;
         if self.is_revoked(&token) {
             // The revocation may be the account change's own doing (a
@@ -356,7 +389,7 @@ impl AuthService {
             // node before the account change does (on PostgreSQL the two
             // notifications race): the account is read again from the
             // database, so the answer still names the account first.
-            self.check_user(&token, self.uncached.user_by_id(id).await?)?;
+            self.check_user(&token, self.store.user_by_id(id).await?)?;
             // simplejwt's shape for a blacklisted token on an authenticated
             // endpoint (its sliding tokens answer this way).
             let token_type = match self.engine.settings().token_type_claim.as_deref() {
@@ -449,7 +482,7 @@ impl AuthService {
             return Err(AuthError::WrongPassword);
         }
         let hash = self.hasher.hash(new).await.map_err(AuthError::Internal)?;
-        self.store.set_password(auth.user.id, &hash).await?;
+        self.users.set_password(auth.user.id, &hash).await?;
         let current = auth.token.get(SESSION_CLAIM).and_then(Value::as_str);
         self.end_sessions(auth.user.id, current).await
     }
@@ -478,7 +511,7 @@ impl AuthService {
     /// `GET /api/admin/users/{id}/sessions/`: any user's live sessions;
     /// `None` if there is no such user. Staff only: the caller checks.
     pub async fn sessions_of(&self, user_id: i64) -> Result<Option<Vec<Session>>, AuthError> {
-        if self.store.user_by_id(user_id).await?.is_none() {
+        if self.users.user_by_id(user_id).await?.is_none() {
             return Ok(None);
         }
         Ok(Some(
@@ -489,7 +522,7 @@ impl AuthService {
     /// `DELETE /api/admin/users/{id}/sessions/`: logout-all on a user's
     /// behalf. `false` if there is no such user.
     pub async fn end_sessions_of(&self, user_id: i64) -> Result<bool, AuthError> {
-        if self.store.user_by_id(user_id).await?.is_none() {
+        if self.users.user_by_id(user_id).await?.is_none() {
             return Ok(false);
         }
         self.end_sessions(user_id, None).await?;
@@ -503,7 +536,7 @@ impl AuthService {
         if !self.end_sessions_of(user_id).await? {
             return Ok(false);
         }
-        Ok(self.store.set_active(user_id, false).await?)
+        Ok(self.users.set_active(user_id, false).await?)
     }
 
     /// Delete a user, ending every session first (ASVS V7.4.2); the
@@ -513,7 +546,7 @@ impl AuthService {
         if !self.end_sessions_of(user_id).await? {
             return Ok(false);
         }
-        Ok(self.store.delete_user(user_id).await?)
+        Ok(self.users.delete_user(user_id).await?)
     }
 
     /// `GET /api/sessions/`: the user's live sessions, newest first.
@@ -683,7 +716,7 @@ impl AuthService {
         match token.user_id(self.engine.settings()) {
             UserIdClaim::Missing | UserIdClaim::Falsy => Ok(None),
             UserIdClaim::NotAnId => Err(AuthError::NoActiveAccountForToken),
-            UserIdClaim::Id(id) => match self.store.user_by_id(id).await? {
+            UserIdClaim::Id(id) => match self.users.user_by_id(id).await? {
                 Some(user) if user.is_active || !self.settings.check_user_is_active => {
                     Ok(Some(user))
                 }
@@ -787,7 +820,7 @@ impl AuthService {
 
     /// The credential check proper.
     async fn check_credentials(&self, credentials: Credentials) -> Result<User, AuthError> {
-        let user = self.store.user_by_username(&credentials.username).await?;
+        let user = self.users.user_by_username(&credentials.username).await?;
         if let Some(user) = &user {
             tracing::Span::current().record("user_id", user.id);
         }
@@ -811,7 +844,7 @@ impl AuthService {
                 .hash(credentials.password)
                 .await
                 .map_err(AuthError::Internal)?;
-            self.store.set_password(user.id, &hash).await?;
+            self.users.set_password(user.id, &hash).await?;
             user.password = hash;
         }
         Ok(user)
@@ -819,7 +852,7 @@ impl AuthService {
 
     async fn after_login(&self, user: &User) -> Result<(), AuthError> {
         if self.settings.update_last_login {
-            self.store
+            self.users
                 .update_last_login(user.id, self.engine.now())
                 .await?;
         }

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use portcullis_core::{
-    Client, ImportedUser, LoginFailures, NewUser, OutstandingToken, Revocations, RotationClaim,
-    Session, Store, StoreError, Successor, Upserted, User,
+    Client, ImportedUser, KeyStore, LoginFailures, NewUser, OutstandingToken, Revocations,
+    RotationClaim, Session, SessionStore, Store, StoreError, Successor, ThrottleStore, TokenStore,
+    Upserted, User, UserStore,
 };
 use portcullis_token::StoredKey;
 use sqlx::postgres::{PgListener, PgPoolOptions};
@@ -485,7 +486,10 @@ impl Store for SqlStore {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
             .map_err(db_error)
     }
+}
 
+#[async_trait]
+impl UserStore for SqlStore {
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
         let sql = format!(
             "INSERT INTO users (username, email, password, is_active, is_staff, is_superuser, date_joined) \
@@ -664,7 +668,10 @@ impl Store for SqlStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl TokenStore for SqlStore {
     async fn upsert_outstanding(
         &self,
         token: &OutstandingToken,
@@ -759,7 +766,10 @@ impl Store for SqlStore {
             now
         )
     }
+}
 
+#[async_trait]
+impl SessionStore for SqlStore {
     async fn start_session(
         &self,
         session: &Session,
@@ -1014,7 +1024,10 @@ impl Store for SqlStore {
             users_not_before,
         })
     }
+}
 
+#[async_trait]
+impl ThrottleStore for SqlStore {
     async fn login_blocked_until(&self, key: &str) -> Result<i64, StoreError> {
         let until: Option<i64> = on_pool!(self, pool => {
             sqlx::query_scalar("SELECT blocked_until FROM login_failures WHERE throttle_key = $1")
@@ -1090,7 +1103,10 @@ impl Store for SqlStore {
             window_start_before
         )
     }
+}
 
+#[async_trait]
+impl KeyStore for SqlStore {
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         on_pool!(self, pool => sqlx::query_scalar::<_, String>("SELECT value FROM server_settings WHERE key = $1")
             .bind(key)

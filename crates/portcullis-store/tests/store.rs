@@ -21,8 +21,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use portcullis_core::{
-    Client, NewUser, OutstandingToken, RotationClaim, Session, Store, StoreError, Successor,
-    Upserted, User, Username,
+    Client, KeyStore as _, NewUser, OutstandingToken, RotationClaim, Session, SessionStore as _,
+    StoreError, Successor, ThrottleStore as _, TokenStore as _, Upserted, User, UserStore as _,
+    Username,
 };
 use portcullis_store::SqlStore;
 use portcullis_token::StoredKey;
