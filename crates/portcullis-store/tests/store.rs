@@ -5,7 +5,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), one fresh database per test;
 //! an unreachable server fails the test, it is never skipped.
 //!
-//! The batched rotations of SQLite (`rotation.rs`) are checked against the
+//! The batched rotations of SQLite (`src/sqlite/rotation.rs`) are checked against the
 //! statement-by-statement path they replace: the same rotations, concurrent
 //! and sequential, through a store that batches and one that never does,
 //! give the same answers and leave the same rows.
