@@ -84,7 +84,12 @@ impl FromRequestParts<ConsoleState> for Staff {
             .sessions
             .touch(cookie)
             .ok_or(ConsoleError::LoginRequired)?;
-        let user = match state.auth().store().user_by_id(session.user_id).await? {
+        let user = match state
+            .auth()
+            .user_store()
+            .user_by_id(session.user_id)
+            .await?
+        {
             Some(user) if user.is_active && user.is_staff => user,
             // Deactivated, deleted or no longer staff: out now.
             _ => {

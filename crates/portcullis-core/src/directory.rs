@@ -25,7 +25,7 @@ pub trait UserDirectory: Send + Sync + std::fmt::Debug {
     async fn search_users(&self, query: &UserQuery) -> Result<Vec<User>, StoreError>;
     /// Change an account's email and staff and superuser flags. `false` if
     /// there is no such user. The caller then writes through the
-    /// [`crate::AuthService`]'s store (`set_active`), which makes this node
+    /// [`crate::AuthService::user_store`] (`set_active`), which makes this node
     /// forget its cached copy of the account.
     async fn update_profile(
         &self,

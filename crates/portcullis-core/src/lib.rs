@@ -3,7 +3,8 @@
 //! authenticating a request).
 //!
 //! This crate knows nothing of HTTP or SQL: the HTTP layer turns
-//! [`AuthError`] into responses, and a storage crate implements [`Store`].
+//! [`AuthError`] into responses, and a storage crate implements [`Store`]
+//! (one trait per aggregate, see `store/`).
 
 mod audit;
 mod directory;
@@ -25,8 +26,9 @@ pub use service::{
     AuthService, AuthSettings, Authenticated, Credentials, KeySource, SESSION_CLAIM, TokenPair,
 };
 pub use store::{
-    Client, ImportedUser, LoginFailures, OutstandingToken, Revocations, RotationClaim, Session,
-    Store, StoreError, Successor, Upserted,
+    Client, ImportedUser, KeyStore, LoginFailures, OutstandingToken, Revocations, RotationClaim,
+    Session, SessionStore, Store, StoreError, Successor, ThrottleStore, TokenStore, Upserted,
+    UserStore,
 };
 pub use throttle::{ThrottleSettings, throttle_key_for_username};
 pub use user::{NewUser, User, Username};

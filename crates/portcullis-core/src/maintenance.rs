@@ -12,11 +12,11 @@ impl AuthService {
     /// table does not grow without bound.
     pub async fn flush_expired(&self) -> Result<u64, StoreError> {
         let now = self.engine().now();
-        let tokens = self.store().flush_expired(now).await?;
+        let tokens = self.token_store().flush_expired(now).await?;
         let now_ms = now.saturating_mul(1000);
         let window_ms = self.settings().throttle.window.saturating_mul(1000);
         let throttle = self
-            .store()
+            .throttle_store()
             .prune_login_failures(now_ms, now_ms.saturating_sub(window_ms))
             .await?;
         if throttle > 0 {

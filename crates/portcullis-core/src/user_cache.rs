@@ -1,5 +1,7 @@
-//! A short-lived cache of accounts by id, in front of the [`Store`], so an
-//! authenticated request does not cost a database round trip.
+//! A short-lived cache of accounts by id, in front of the [`UserStore`], so
+//! an authenticated request does not cost a database round trip. It wraps
+//! the account store only: tokens, sessions, the throttle and keys go to
+//! the store directly.
 //!
 //! `JWTAuthentication` reads the token's user on every request (simplejwt
 //! does a `User.objects.get` each time): to check `is_active`, the
@@ -8,14 +10,14 @@
 //!
 //! Invariants:
 //! - Every write of an account made through this process goes through
-//!   [`CachingStore`]'s `Store` methods, which drop the account's entry
+//!   [`CachingUsers`]'s `UserStore` methods, which drop the account's entry
 //!   before they return: this node never serves an account older than its
 //!   own last write. New writes must be added here too — the trait has no
 //!   default methods, so a new one cannot be forgotten.
 //! - Writes by other processes (another node, the `portcullis user …`
 //!   commands) are seen by the next read, as simplejwt sees them: before
 //!   every cached answer the store is asked whether any account changed
-//!   elsewhere ([`Store::account_changes`]: on SQLite one local read, on
+//!   elsewhere ([`UserStore::account_changes`]: on SQLite one local read, on
 //!   PostgreSQL a notification the writer's commit sends, which takes a
 //!   few milliseconds to arrive), and if so every entry is forgotten.
 //!   Entries also expire after [`USER_CACHE_TTL`] whatever happens.
@@ -32,12 +34,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use portcullis_token::StoredKey;
 
-use crate::{
-    Client, ImportedUser, LoginFailures, NewUser, OutstandingToken, Revocations, RotationClaim,
-    Session, Store, StoreError, Upserted, User,
-};
+use crate::{ImportedUser, NewUser, StoreError, Upserted, User, UserStore};
 
 /// The longest an entry is served, even when no change was announced: a
 /// bound on the harm of a change the store failed to announce (none is
@@ -57,7 +55,7 @@ struct Cache {
 #[derive(Debug, Default)]
 struct Entries {
     users: HashMap<i64, (User, Instant)>,
-    /// The store's [`Store::account_changes`] observed before every entry
+    /// The store's [`UserStore::account_changes`] observed before every entry
     /// here was read.
     changes: u64,
 }
@@ -111,17 +109,17 @@ impl Cache {
     }
 }
 
-/// A [`Store`] that answers [`Store::user_by_id`] from memory until the
-/// account is written here, any account is changed elsewhere, or
+/// A [`UserStore`] that answers [`UserStore::user_by_id`] from memory until
+/// the account is written here, any account is changed elsewhere, or
 /// [`USER_CACHE_TTL`] passed.
 #[derive(Debug)]
-pub(crate) struct CachingStore {
-    inner: Arc<dyn Store>,
+pub(crate) struct CachingUsers {
+    inner: Arc<dyn UserStore>,
     users: Cache,
 }
 
-impl CachingStore {
-    pub(crate) fn new(inner: Arc<dyn Store>) -> Self {
+impl CachingUsers {
+    pub(crate) fn new(inner: Arc<dyn UserStore>) -> Self {
         Self {
             inner,
             users: Cache::default(),
@@ -130,11 +128,7 @@ impl CachingStore {
 }
 
 #[async_trait]
-impl Store for CachingStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
+impl UserStore for CachingUsers {
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
         self.inner.create_user(user).await
     }
@@ -198,128 +192,5 @@ impl Store for CachingStore {
 
     async fn reserve_user_ids(&self, id: i64) -> Result<(), StoreError> {
         self.inner.reserve_user_ids(id).await
-    }
-
-    async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
-        self.inner.record_outstanding(token).await
-    }
-
-    async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
-        self.inner.is_blacklisted(jti).await
-    }
-
-    async fn blacklist(&self, token: &OutstandingToken, at: i64) -> Result<bool, StoreError> {
-        self.inner.blacklist(token, at).await
-    }
-
-    async fn upsert_outstanding(
-        &self,
-        token: &OutstandingToken,
-        blacklisted_at: Option<i64>,
-    ) -> Result<Upserted, StoreError> {
-        self.inner.upsert_outstanding(token, blacklisted_at).await
-    }
-
-    async fn flush_expired(&self, now: i64) -> Result<u64, StoreError> {
-        self.inner.flush_expired(now).await
-    }
-
-    async fn start_session(
-        &self,
-        session: &Session,
-        first: &OutstandingToken,
-    ) -> Result<(), StoreError> {
-        self.inner.start_session(session, first).await
-    }
-
-    async fn rotate_in_family(
-        &self,
-        presented: &OutstandingToken,
-        family: &str,
-        successor: &OutstandingToken,
-        now: i64,
-        client: &Client,
-    ) -> Result<RotationClaim, StoreError> {
-        self.inner
-            .rotate_in_family(presented, family, successor, now, client)
-            .await
-    }
-
-    async fn revoke_session(&self, id: &str, at: i64) -> Result<bool, StoreError> {
-        self.inner.revoke_session(id, at).await
-    }
-
-    async fn live_sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
-        self.inner.live_sessions(user_id, now).await
-    }
-
-    async fn end_sessions(
-        &self,
-        user_id: i64,
-        except: Option<&str>,
-        at: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner.end_sessions(user_id, except, at).await
-    }
-
-    async fn revocations(&self, since: i64) -> Result<Revocations, StoreError> {
-        self.inner.revocations(since).await
-    }
-
-    async fn login_blocked_until(&self, key: &str) -> Result<i64, StoreError> {
-        self.inner.login_blocked_until(key).await
-    }
-
-    async fn record_login_failure(
-        &self,
-        key: &str,
-        now: i64,
-        window_expired: i64,
-    ) -> Result<LoginFailures, StoreError> {
-        self.inner
-            .record_login_failure(key, now, window_expired)
-            .await
-    }
-
-    async fn block_login(&self, key: &str, until: i64) -> Result<(), StoreError> {
-        self.inner.block_login(key, until).await
-    }
-
-    async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.clear_login_failures(key).await
-    }
-
-    async fn prune_login_failures(
-        &self,
-        now: i64,
-        window_start_before: i64,
-    ) -> Result<u64, StoreError> {
-        self.inner
-            .prune_login_failures(now, window_start_before)
-            .await
-    }
-
-    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.setting(key).await
-    }
-
-    async fn init_setting(&self, key: &str, value: &str) -> Result<String, StoreError> {
-        self.inner.init_setting(key, value).await
-    }
-
-    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        self.inner.signing_keys().await
-    }
-
-    async fn add_signing_key(
-        &self,
-        key: &StoredKey,
-        supersedes: Option<(&str, i64)>,
-    ) -> Result<(), StoreError> {
-        self.inner.add_signing_key(key, supersedes).await
-    }
-
-    async fn retire_signing_key(&self, kid: &str, at: i64) -> Result<bool, StoreError> {
-        self.inner.retire_signing_key(kid, at).await
     }
 }

@@ -7,7 +7,8 @@ use portcullis_core::{
     Actor, AuditAction, AuditEntry, AuditFilter, AuditRecord, AuditStore, StoreError, Target,
 };
 
-use crate::{Pool, SqlStore, db_error};
+use crate::SqlStore;
+use crate::pool::db_error;
 
 #[derive(sqlx::FromRow)]
 struct AuditRow {

@@ -1,5 +1,5 @@
 //! Whether anyone changed an account since the account cache last looked:
-//! [`portcullis_core::Store::account_changes`], so that a change made by
+//! [`portcullis_core::UserStore::account_changes`], so that a change made by
 //! another process (another node, `portcullis user deactivate`) is seen by
 //! the very next request, as simplejwt, which reads the user every time,
 //! sees it.
@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use crate::inline::open_reader;
+use crate::sqlite::open_reader;
 
 /// The PostgreSQL `LISTEN`/`NOTIFY` channel announcing changed accounts
 /// (the payload is the account's id).

@@ -12,7 +12,9 @@
 use async_trait::async_trait;
 use portcullis_core::{StoreError, User, UserDirectory, UserQuery};
 
-use crate::{Pool, SqlStore, USER_COLUMNS, UserRow, db_error};
+use crate::SqlStore;
+use crate::pool::{Pool, db_error};
+use crate::rows::{USER_COLUMNS, UserRow};
 
 /// The greatest code point: `prefix` followed by it sorts after every
 /// string that starts with `prefix`.

@@ -17,7 +17,7 @@ use portcullis_core::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-use crate::{Pool, db_error};
+use crate::pool::{Pool, db_error};
 
 /// One `auth_user` row (the name columns are not kept by portcullis).
 #[derive(Clone, sqlx::FromRow)]

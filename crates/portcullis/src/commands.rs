@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
 use portcullis_core::{
-    AuditAction, AuditStore as _, AuthService, NewUser, Store, StoreError, Target, User, Username,
+    AuditAction, AuditStore as _, AuthService, NewUser, StoreError, Target, ThrottleStore as _,
+    User, UserStore as _, Username,
 };
 use portcullis_store::SqlStore;
 use portcullis_token::{Clock as _, SystemClock};

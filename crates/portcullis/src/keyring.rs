@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use portcullis_core::{KeySource, Store, StoreError};
+use portcullis_core::{KeySource, KeyStore as _, StoreError};
 use portcullis_store::SqlStore;
 use portcullis_token::{
     Clock as _, KeyRing, KeyState, StoredKey, SystemClock, TokenEngine, algorithm_name,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::bail;
-use portcullis_core::{AuditAction, Store as _, Target};
+use portcullis_core::{AuditAction, KeyStore as _, Target};
 use portcullis_token::{Clock as _, SystemClock, TokenEngine, key_states};
 
 use crate::cli::KeysCommand;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use portcullis_core::{AuthService, AuthSettings, PasswordHasher, Store};
+use portcullis_core::{AuthService, AuthSettings, KeyStore as _, PasswordHasher, Store};
 use portcullis_store::SqlStore;
 use portcullis_token::{Clock, SigningKeys, TokenEngine, is_hmac};
 

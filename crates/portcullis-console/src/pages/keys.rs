@@ -41,7 +41,7 @@ pub(crate) async fn list(
     staff: Staff,
 ) -> Result<Response, ConsoleError> {
     staff.require_superuser(SUPERUSERS_ONLY)?;
-    let keys = state.auth().store().signing_keys().await?;
+    let keys = state.auth().key_store().signing_keys().await?;
     let states = key_states(&keys, state.now());
     let rows = keys
         .into_iter()
@@ -167,7 +167,7 @@ pub(crate) async fn confirm_retire(
     Path(kid): Path<String>,
 ) -> Result<Response, ConsoleError> {
     staff.require_superuser(SUPERUSERS_ONLY)?;
-    let keys = state.auth().store().signing_keys().await?;
+    let keys = state.auth().key_store().signing_keys().await?;
     let states = key_states(&keys, state.now());
     let (key, key_state) = keys
         .into_iter()
@@ -193,7 +193,7 @@ pub(crate) async fn retire(
     staff.require_superuser(SUPERUSERS_ONLY)?;
     if !state
         .auth()
-        .store()
+        .key_store()
         .retire_signing_key(&kid, state.now())
         .await?
     {

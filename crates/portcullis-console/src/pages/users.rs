@@ -160,7 +160,11 @@ async fn user_page(
         .map(SessionRow::from)
         .collect();
     let key = throttle_key_for_username(&user.username);
-    let blocked = state.auth().store().login_blocked_until(&key).await?;
+    let blocked = state
+        .auth()
+        .throttle_store()
+        .login_blocked_until(&key)
+        .await?;
     let now_ms = state.now().saturating_mul(1000);
     Ok(UserPage {
         layout: staff.layout(state, user.username.clone()),
@@ -185,7 +189,7 @@ async fn user_page(
 async fn existing(state: &ConsoleState, raw: &str) -> Result<User, ConsoleError> {
     state
         .auth()
-        .store()
+        .user_store()
         .user_by_id(user_id(raw)?)
         .await?
         .ok_or(ConsoleError::NotFound)
@@ -276,7 +280,7 @@ pub(crate) async fn update(
     } else {
         state
             .auth()
-            .store()
+            .user_store()
             .set_active(user.id, wanted.is_active)
             .await?;
     }
@@ -358,7 +362,11 @@ pub(crate) async fn set_password(
         .hash(password.to_owned().into())
         .await
         .map_err(ConsoleError::Internal)?;
-    state.auth().store().set_password(user.id, &hash).await?;
+    state
+        .auth()
+        .user_store()
+        .set_password(user.id, &hash)
+        .await?;
     state.auth().end_sessions_of(user.id).await?;
     state
         .record(
@@ -446,7 +454,11 @@ pub(crate) async fn unlock(
 ) -> Result<Response, ConsoleError> {
     let user = existing(&state, &id).await?;
     let key = throttle_key_for_username(&user.username);
-    let cleared = state.auth().store().clear_login_failures(&key).await?;
+    let cleared = state
+        .auth()
+        .throttle_store()
+        .clear_login_failures(&key)
+        .await?;
     state
         .record(
             &staff.actor(),

@@ -108,7 +108,7 @@ where
     let id = user_id(id)?;
     let user = state
         .auth()
-        .store()
+        .user_store()
         .user_by_id(id)
         .await
         .map_err(portcullis_core::AuthError::from)?

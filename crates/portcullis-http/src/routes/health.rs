@@ -51,7 +51,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             return Err(ApiError::Unavailable);
         }
     }
-    match state.auth().store().ping().await {
+    match state.auth().ping().await {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -173,7 +173,7 @@ async fn staff_deactivate_ends_sessions(backend: Backend) {
     // The answer names the account, though the token is blacklisted.
     assert!(
         app.auth
-            .store()
+            .token_store()
             .is_blacklisted(claims(&alice_refresh)["jti"].as_str().unwrap())
             .await
             .unwrap()
@@ -193,7 +193,7 @@ async fn staff_deactivate_ends_sessions(backend: Backend) {
     );
     assert!(
         !app.auth
-            .store()
+            .user_store()
             .user_by_id(alice.id)
             .await
             .unwrap()
@@ -226,7 +226,7 @@ async fn staff_delete_ends_sessions(backend: Backend) {
     );
     assert!(
         app.auth
-            .store()
+            .user_store()
             .user_by_id(alice.id)
             .await
             .unwrap()

@@ -232,7 +232,7 @@ async fn migrate_and_flush(backend: Backend) {
     // Two tokens: one expired long ago, one live.
     let url = db.url.clone();
     let app = TestApp::spawn_with(db, &server_toml(&url)).await;
-    let store = app.auth.store();
+    let store = app.auth.token_store();
     for (jti, expires_at) in [
         ("a".repeat(32), 1_000),
         ("b".repeat(32), i64::from(i32::MAX)),

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use portcullis_core::{Store as _, User};
+use portcullis_core::{SessionStore as _, User, UserStore as _};
 use portcullis_store::SqlStore;
 use portcullis_token::TokenType;
 use serde_json::{Map, Value, json};
@@ -212,7 +212,7 @@ async fn expand(
                 // Re-read the user: an action may have changed the password.
                 let user = &app
                     .auth
-                    .store()
+                    .user_store()
                     .user_by_id(users[prefix].id)
                     .await
                     .unwrap()
@@ -387,7 +387,7 @@ async fn replay_case(backend: Backend, case: Value, profiles: Value) -> Vec<Stri
                 elsewhere = Some(SqlStore::connect(&app.db.url).await.unwrap());
             }
             let store = elsewhere.as_ref().unwrap();
-            let before = app.auth.store().account_changes();
+            let before = app.auth.user_store().account_changes();
             match action {
                 "set_password" => {
                     let hash = app
@@ -414,7 +414,7 @@ async fn replay_case(backend: Backend, case: Value, profiles: Value) -> Vec<Stri
             // would rarely have to. On SQLite the server asks at its next
             // read, and this returns at once.
             let started = std::time::Instant::now();
-            while app.auth.store().account_changes() == before
+            while app.auth.user_store().account_changes() == before
                 && started.elapsed() < std::time::Duration::from_secs(1)
             {
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;

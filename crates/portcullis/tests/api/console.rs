@@ -243,7 +243,7 @@ async fn forged_and_forbidden_forms(backend: Backend) {
     }
     let user = app
         .auth
-        .store()
+        .user_store()
         .user_by_id(carol.id)
         .await
         .unwrap()
@@ -277,7 +277,7 @@ async fn forged_and_forbidden_forms(backend: Backend) {
     );
     let user = app
         .auth
-        .store()
+        .user_store()
         .user_by_id(carol.id)
         .await
         .unwrap()
@@ -395,7 +395,7 @@ async fn console_changes_take_effect_and_are_recorded(backend: Backend) {
     );
     assert!(
         app.auth
-            .store()
+            .user_store()
             .user_by_id(dave.id)
             .await
             .unwrap()

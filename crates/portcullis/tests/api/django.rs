@@ -87,7 +87,7 @@ async fn import_twice(app: &TestApp, args: &[&str]) {
             "Users: 0 imported, 9 updated, 3 skipped.\n{SKIPPED}Tokens: 0 imported, 7 updated (1 blacklisted), 0 expired left behind.\n"
         )
     );
-    let users = app.auth.store().list_users().await.unwrap();
+    let users = app.auth.user_store().list_users().await.unwrap();
     let names: Vec<(i64, &str)> = users.iter().map(|u| (u.id, u.username.as_str())).collect();
     assert_eq!(
         names,
@@ -132,7 +132,7 @@ const BLACKLISTED: &str = r#"{"detail":"Token is blacklisted","code":"token_not_
 /// Every hash format Django wrote logs in and becomes Argon2id.
 async fn every_format_logs_in_and_is_rehashed(app: &TestApp) {
     let fixture = fixture();
-    let store = app.auth.store();
+    let store = app.auth.user_store();
     for (name, algorithm) in [
         ("alice", "pbkdf2_sha256"),
         ("bob", "argon2"),
@@ -184,7 +184,7 @@ async fn every_format_logs_in_and_is_rehashed(app: &TestApp) {
 /// A re-run after the switch keeps the Argon2id hashes made at login and
 /// the newer `last_login`: it cannot undo what happened in portcullis.
 async fn reimport_keeps_what_portcullis_learned(app: &TestApp, args: &[&str]) {
-    let store = app.auth.store();
+    let store = app.auth.user_store();
     let alice_id = fixture()["users"]["alice"]["id"].as_i64().unwrap();
     let before = store.user_by_id(alice_id).await.unwrap().unwrap();
     assert!(before.password.starts_with("$argon2id$"));
@@ -364,7 +364,7 @@ async fn a_read_only_role_needs_the_id_sequence(backend: Backend) {
             "error: database error: permission denied for sequence auth_user_id_seq: portcullis reads it to learn the highest user id Django ever generated (deleted users included) and never give it out again; run GRANT SELECT ON SEQUENCE public.auth_user_id_seq TO {role}\n"
         )
     );
-    assert!(app.auth.store().list_users().await.unwrap().is_empty());
+    assert!(app.auth.user_store().list_users().await.unwrap().is_empty());
 
     let grant = format!("GRANT SELECT ON SEQUENCE public.auth_user_id_seq TO {role}");
     sqlx::query(sqlx::AssertSqlSafe(grant))
@@ -404,7 +404,7 @@ async fn cost_caps_refuse_a_hostile_hash(backend: Backend) {
     let app = spawn(backend).await;
     let user = app.user("victim", "password", true, false).await;
     let hostile = "pbkdf2_sha256$4000000000$seasalt1234567890abcde$iJXqWb58pYVmtwDUMmjHYocr95POBFCKvDBnKmocqUU=";
-    let store = app.auth.store();
+    let store = app.auth.user_store();
     assert!(store.set_password(user.id, hostile).await.unwrap());
     let started = std::time::Instant::now();
     let reply = login(&app, "victim", "password").await;
@@ -426,7 +426,7 @@ async fn cost_caps_refuse_a_hostile_hash(backend: Backend) {
 /// The store methods the import uses, on both backends.
 async fn store_upserts_keep_ids_and_blacklists(backend: Backend) {
     let app = spawn(backend).await;
-    let store = app.auth.store();
+    let store = app.auth.user_store();
     let account = |name: &str, active: bool| NewUser {
         username: Username::parse(name).unwrap(),
         email: String::new(),
@@ -484,6 +484,7 @@ async fn store_upserts_keep_ids_and_blacklists(backend: Backend) {
         901
     );
 
+    let tokens = app.auth.token_store();
     let token = OutstandingToken {
         jti: "a".repeat(32),
         user_id: Some(500),
@@ -491,16 +492,16 @@ async fn store_upserts_keep_ids_and_blacklists(backend: Backend) {
         expires_at: i64::from(u32::MAX),
     };
     assert_eq!(
-        store.upsert_outstanding(&token, Some(5)).await.unwrap(),
+        tokens.upsert_outstanding(&token, Some(5)).await.unwrap(),
         Upserted::Inserted
     );
-    assert!(store.is_blacklisted(&token.jti).await.unwrap());
+    assert!(tokens.is_blacklisted(&token.jti).await.unwrap());
     // A re-run without the blacklisting does not undo it.
     assert_eq!(
-        store.upsert_outstanding(&token, None).await.unwrap(),
+        tokens.upsert_outstanding(&token, None).await.unwrap(),
         Upserted::Updated
     );
-    assert!(store.is_blacklisted(&token.jti).await.unwrap());
+    assert!(tokens.is_blacklisted(&token.jti).await.unwrap());
     // An unknown user is kept as none, as simplejwt's foreign key would.
     let orphan = OutstandingToken {
         jti: "b".repeat(32),
@@ -508,10 +509,10 @@ async fn store_upserts_keep_ids_and_blacklists(backend: Backend) {
         ..token
     };
     assert_eq!(
-        store.upsert_outstanding(&orphan, None).await.unwrap(),
+        tokens.upsert_outstanding(&orphan, None).await.unwrap(),
         Upserted::Inserted
     );
-    assert!(!store.is_blacklisted(&orphan.jti).await.unwrap());
+    assert!(!tokens.is_blacklisted(&orphan.jti).await.unwrap());
 }
 
 both_backends!(

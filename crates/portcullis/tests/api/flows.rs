@@ -111,7 +111,13 @@ async fn last_login(backend: Backend) {
         let user = app.user("alice", "alice-pass", true, false).await;
         assert_eq!(user.last_login, None);
         app.login("alice", "alice-pass").await;
-        let after = app.auth.store().user_by_id(user.id).await.unwrap().unwrap();
+        let after = app
+            .auth
+            .user_store()
+            .user_by_id(user.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(after.last_login.is_some(), enabled);
         app.stop().await;
     }
@@ -133,11 +139,15 @@ async fn outdated_hash_is_upgraded(backend: Backend) {
     .unwrap();
     let old = weak.hash("alice-pass".into()).await.unwrap();
     assert!(old.contains("m=32,"));
-    app.auth.store().set_password(user.id, &old).await.unwrap();
+    app.auth
+        .user_store()
+        .set_password(user.id, &old)
+        .await
+        .unwrap();
     app.login("alice", "alice-pass").await;
     let stored = app
         .auth
-        .store()
+        .user_store()
         .user_by_id(user.id)
         .await
         .unwrap()
@@ -316,7 +326,13 @@ async fn refresh_names_the_account_before_the_blacklist(backend: Backend) {
             (401, NO_ACCOUNT),
             "{settings}"
         );
-        assert!(app.auth.store().set_active(alice.id, true).await.unwrap());
+        assert!(
+            app.auth
+                .user_store()
+                .set_active(alice.id, true)
+                .await
+                .unwrap()
+        );
         assert_eq!(
             refreshed(&app, &refresh).await,
             (401, BLACKLISTED.to_owned()),

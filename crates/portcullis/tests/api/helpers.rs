@@ -278,7 +278,7 @@ impl TestApp {
     ) -> User {
         let hash = self.auth.hasher().hash(password.into()).await.unwrap();
         self.auth
-            .store()
+            .user_store()
             .create_user(&NewUser {
                 username: Username::parse(username).unwrap(),
                 email: email.to_owned(),

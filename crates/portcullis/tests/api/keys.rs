@@ -243,7 +243,7 @@ async fn rotation_without_downtime(backend: Backend) {
         "a token refreshed with A's refresh token is signed by B"
     );
     assert_eq!(app.get("/api/users/me/", Some(&kidless)).await.status, 200);
-    let stored = app.auth.store().signing_keys().await.unwrap();
+    let stored = app.auth.key_store().signing_keys().await.unwrap();
     let stored_a = stored.iter().find(|k| k.kid == a).unwrap();
     let stored_b = stored.iter().find(|k| k.kid == b).unwrap();
     assert_eq!(

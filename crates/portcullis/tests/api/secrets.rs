@@ -201,7 +201,7 @@ async fn debug_output_redacts_secrets() {
         format!("{:?}", app.auth.engine()),
         format!("{:?}", app.auth.engine().key_ring()),
     ];
-    for key in app.auth.store().signing_keys().await.unwrap() {
+    for key in app.auth.key_store().signing_keys().await.unwrap() {
         shown.push(format!("{key:?}"));
     }
     let keys = portcullis_token::SigningKeys::new(

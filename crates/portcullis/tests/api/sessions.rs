@@ -311,7 +311,7 @@ async fn revocation_elsewhere_is_enforced(backend: Backend) {
     let sid = claims(&refresh)["sid"].as_str().unwrap().to_owned();
     let revoked_at = std::time::Instant::now();
     app.auth
-        .store()
+        .session_store()
         .revoke_session(&sid, crate::helpers::now())
         .await
         .unwrap();

@@ -103,7 +103,12 @@ async fn wait_until_unblocked(app: &TestApp, username: &str) {
     let key = portcullis_core::throttle_key_for_username(username);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let until = app.auth.store().login_blocked_until(&key).await.unwrap();
+        let until = app
+            .auth
+            .throttle_store()
+            .login_blocked_until(&key)
+            .await
+            .unwrap();
         if until <= app.auth.engine().now_millis() {
             return;
         }
@@ -197,7 +202,7 @@ async fn password_change_throttled(backend: Backend) {
 /// count, a block never shrinks, clearing forgets.
 async fn store_counts_in_windows(backend: Backend) {
     let app = TestApp::spawn(backend, "").await;
-    let store = app.auth.store();
+    let store = app.auth.throttle_store();
     let key = "u:test";
     let at = |failures, window_start, blocked_until| portcullis_core::LoginFailures {
         failures,

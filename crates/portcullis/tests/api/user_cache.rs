@@ -18,7 +18,7 @@ async fn writes_here_are_seen_at_once(backend: Backend) {
     let app = TestApp::spawn(backend, "check_revoke_token = true\n").await;
     let user = app.user("alice", "alice-pass", true, false).await;
     let (_, access) = app.login("alice", "alice-pass").await;
-    let store = app.auth.store();
+    let store = app.auth.user_store();
     let ok = format!(
         r#"{{"id":{},"username":"alice","email":"alice@example.com"}}"#,
         user.id

@@ -49,7 +49,7 @@ use portcullis_core::{Client, OutstandingToken, RotationClaim, StoreError};
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::BeginWrite;
+use crate::pool::BeginWrite;
 
 /// At most this many rotations in one transaction: as many as the
 /// benchmark's concurrent clients. It bounds the statement texts the
