@@ -9,11 +9,11 @@ use crate::cli::portcullis;
 use crate::helpers::{Backend, Reply, TestApp, run};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const CSRF_REFUSED: &str = "This form was refused: its security token (CSRF) is missing or does not belong to your session.";
+pub(crate) const CSRF_REFUSED: &str = "This form was refused: its security token (CSRF) is missing or does not belong to your session.";
 
 /// Run one SQL statement on the test database (what no API can do: a
 /// username Django would refuse, a superuser flag).
-async fn sql(app: &TestApp, statement: &str) {
+pub(crate) async fn sql(app: &TestApp, statement: &str) {
     if app.db.url.starts_with("postgres") {
         let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
@@ -134,7 +134,8 @@ impl<'a> Browser<'a> {
     }
 }
 
-async fn staff(app: &TestApp, name: &str, superuser: bool) -> i64 {
+/// A staff account with the password `staff-pass`, a superuser if asked.
+pub(crate) async fn staff(app: &TestApp, name: &str, superuser: bool) -> i64 {
     let user = app.user(name, "staff-pass", true, true).await;
     if superuser {
         sql(
@@ -150,7 +151,7 @@ async fn staff(app: &TestApp, name: &str, superuser: bool) -> i64 {
 }
 
 /// The audit trail as `portcullis audit list --json` prints it.
-async fn audit_lines(app: &TestApp) -> Vec<serde_json::Value> {
+pub(crate) async fn audit_lines(app: &TestApp) -> Vec<serde_json::Value> {
     let out = run(portcullis(&app.db, &["audit", "list", "--json"]), "").await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     out.stdout

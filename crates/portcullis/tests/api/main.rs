@@ -11,6 +11,7 @@
 )]
 
 mod admin;
+mod browser;
 mod cli;
 mod compat;
 mod config;
