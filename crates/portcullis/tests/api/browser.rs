@@ -1,5 +1,5 @@
 //! The staff console in a real browser (issue 18): headless Chromium
-//! (Debian's `chromium`), driven over WebDriver by `chromedriver`, which
+//! (Debian's `chromium`), driven by `chromedriver` (W3C `WebDriver`), which
 //! each test starts as its own child on a free port and stops at its end.
 //! Without chromium or chromedriver these tests fail, never skip:
 //! `scripts/test` installs both.
@@ -23,6 +23,9 @@ use crate::helpers::{Backend, TestApp};
 
 const INACTIVE: &str = r#"{"detail":"User is inactive","code":"user_inactive"}"#;
 const BLACKLISTED: &str = r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#;
+
+/// The browser window, in CSS pixels: a laptop's.
+const WINDOW: (u32, u32) = (1100, 820);
 
 /// One browser at a time: the machines that run the suite have two cores,
 /// and a Chromium per test at once makes every page load slow.
@@ -94,7 +97,7 @@ impl Browser {
                     "--disable-component-update",
                     "--disable-sync",
                     "--disable-dev-shm-usage",
-                    "--window-size=1100,820",
+                    format!("--window-size={},{}", WINDOW.0, WINDOW.1),
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             },
@@ -191,7 +194,22 @@ impl Browser {
     /// A PNG of the page shown; also written as `docs/console-NAME.png`
     /// when `PORTCULLIS_TEST_SCREENSHOTS` names a folder.
     async fn screenshot(&self, name: &str) {
+        // WebDriver shows the viewport only: make it as tall as the page.
+        let (width, height) = (WINDOW.0, WINDOW.1);
+        let page = self
+            .client
+            .execute(
+                "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let tall = u32::try_from(page.as_u64().unwrap())
+            .unwrap()
+            .clamp(height, 2400);
+        self.client.set_window_size(width, tall).await.unwrap();
         let png = self.client.screenshot().await.unwrap();
+        self.client.set_window_size(width, height).await.unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG of {name}");
         if let Some(dir) = std::env::var_os("PORTCULLIS_TEST_SCREENSHOTS") {
             let dir = workspace_path(Path::new(&dir));
@@ -279,7 +297,11 @@ fn plain_client() -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superuser_manages_accounts_and_keys() {
     // Logins start sessions, so the user page lists them.
-    let app = TestApp::spawn(Backend::Sqlite, "refresh_reuse_detection = true\n").await;
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        "refresh_reuse_detection = true\nupdate_last_login = true\n",
+    )
+    .await;
     let root = staff(&app, "root", true).await;
     for (name, email) in [
         ("ada", "ada.lovelace@example.com"),
@@ -293,6 +315,16 @@ async fn a_superuser_manages_accounts_and_keys() {
         app.user_with_email(name, "old-pass", email, true, false)
             .await;
     }
+    // Joined over the last months, as accounts do (the screenshots show it).
+    sql(
+        &app,
+        &format!(
+            "UPDATE users SET date_joined = {} - id * 1987654",
+            crate::helpers::now()
+        ),
+    )
+    .await;
+    app.login("grace", "old-pass").await;
     let (_, dave_access) = app.login("dave", "old-pass").await;
     let browser = Browser::start().await;
 
