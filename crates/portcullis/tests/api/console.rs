@@ -30,7 +30,7 @@ pub(crate) async fn sql(app: &TestApp, statement: &str) {
 }
 
 /// A browser without JavaScript: cookies by hand, redirects not followed.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
     cookie: String,
@@ -55,7 +55,7 @@ fn set_cookie<'r>(reply: &'r Reply, name: &str) -> &'r str {
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             client: reqwest::Client::builder()
@@ -67,7 +67,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         Reply::read(
             self.client
                 .get(self.app.url(path))
@@ -80,7 +80,7 @@ impl<'a> Browser<'a> {
     }
 
     /// POST a form as the page would, with the session's CSRF token.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let mut form: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
         form.extend_from_slice(fields);
         self.post_raw(path, &form).await
@@ -101,7 +101,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Log in through the login form; returns the login's answer.
-    async fn login(&mut self, username: &str, password: &str) -> Reply {
+    pub(crate) async fn login(&mut self, username: &str, password: &str) -> Reply {
         let form = self.get("/admin/login/").await;
         assert_eq!(form.status, 200, "{}", form.body);
         set_cookie(&form, "portcullis-admin-login")
