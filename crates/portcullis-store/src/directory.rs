@@ -61,7 +61,13 @@ impl UserDirectory for SqlStore {
         // 10,000 (15 ms); BENCHMARKS.md has the figures.
         let (u, e) = (self.ordered("username"), self.ordered("email"));
         let end = format!("{}{AFTER_EVERY_SUFFIX}", query.prefix);
-        let range = |sql: String, limit: i64| {
+        // The accounts whose `column` is in the prefix's range, after
+        // `after`, in `order`, at most `limit`.
+        let range = |column: &str, order: &str, limit: i64| {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users \
+                 WHERE {column} >= $1 AND {column} < $2 AND {u} > $3 ORDER BY {order} LIMIT $4"
+            );
             let (prefix, end) = (query.prefix.as_str(), end.as_str());
             async move {
                 on_pool!(self, pool => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
@@ -75,14 +81,7 @@ impl UserDirectory for SqlStore {
             }
         };
         // By username: its index gives the range in the order wanted.
-        let mut rows = range(
-            format!(
-                "SELECT {USER_COLUMNS} FROM users \
-                 WHERE {u} >= $1 AND {u} < $2 AND {u} > $3 ORDER BY {u} LIMIT $4"
-            ),
-            limit,
-        )
-        .await?;
+        let mut rows = range(&u, &u, limit).await?;
         // By email: count the range on the email index alone (it holds
         // the email and the row's key, so no row is read), up to SPARSE.
         let probe = format!(
@@ -97,31 +96,17 @@ impl UserDirectory for SqlStore {
         .map_err(db_error)?;
         let mut by_email = if counted < SPARSE {
             // Few match: read them all from the email index; sorted below.
-            range(
-                format!(
-                    "SELECT {USER_COLUMNS} FROM users \
-                     WHERE {e} >= $1 AND {e} < $2 AND {u} > $3 ORDER BY {e} LIMIT $4"
-                ),
-                SPARSE,
-            )
-            .await?
+            range(&e, &e, SPARSE).await?
         } else {
             // Many match: walk the username index and filter, which finds
             // a page within `limit` × accounts ÷ SPARSE rows. SQLite's `+`
             // keeps it off the email index (PostgreSQL's statistics see
             // the range's size and need no telling).
             let plain = match &self.pool {
-                Pool::Sqlite(_) => "+email".to_owned(),
-                Pool::Postgres(_) => e.clone(),
+                Pool::Sqlite(_) => "+email",
+                Pool::Postgres(_) => e.as_str(),
             };
-            range(
-                format!(
-                    "SELECT {USER_COLUMNS} FROM users \
-                     WHERE {plain} >= $1 AND {plain} < $2 AND {u} > $3 ORDER BY {u} LIMIT $4"
-                ),
-                limit,
-            )
-            .await?
+            range(plain, &u, limit).await?
         };
         rows.append(&mut by_email);
         // Byte order, as SQLite's BINARY and PostgreSQL's "C" compare.
