@@ -10,6 +10,10 @@
 //! - `argon2`: time one password verification at the configured
 //!   (default) cost, the unit of the login target
 //!   (cores ÷ one verification's time).
+//! - `console-search`: fill a fresh database with 100,000 accounts (one
+//!   SQL statement, no Argon2), then time the staff console's account
+//!   search (`UserDirectory::search_users`, the query behind
+//!   `/admin/users/?q=…`) for the kinds of search a person makes.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,6 +26,8 @@ use portcullis_core::{HashParams, PasswordHasher};
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+
+mod search;
 
 /// The load harness's helpers.
 #[derive(Debug, Parser)]
@@ -58,6 +64,18 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         count: usize,
     },
+    /// Fill an empty database with accounts and time the console's search.
+    ConsoleSearch {
+        /// An empty database: `sqlite:///tmp/x.db?mode=rwc` or `postgres://…`.
+        #[arg(long)]
+        database_url: String,
+        /// How many accounts.
+        #[arg(long, default_value_t = 100_000)]
+        accounts: u32,
+        /// Searches per kind.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
 }
 
 /// The fixed body: about the size of `GET /api/users/me/`'s answer.
@@ -73,6 +91,11 @@ fn main() -> anyhow::Result<()> {
             Command::Fixed { bind } => fixed(bind).await,
             Command::Hold { addr, count, path } => hold(addr, count, &path).await,
             Command::Argon2 { count } => argon2(count).await,
+            Command::ConsoleSearch {
+                database_url,
+                accounts,
+                runs,
+            } => search::run(&database_url, accounts, runs).await,
         }
     })
 }

@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use portcullis_core::{
     Client, ImportedUser, KeyStore as _, LoginFailures, NewUser, OutstandingToken, Revocations,
     RotationClaim, Session, SessionStore as _, Store as _, StoreError, Successor,
-    ThrottleStore as _, TokenStore as _, Upserted, User, UserStore as _, Username,
+    ThrottleStore as _, TokenStore as _, Upserted, User, UserDirectory as _, UserQuery,
+    UserStore as _, Username,
 };
 use portcullis_store::SqlStore;
 use portcullis_token::StoredKey;
@@ -945,6 +946,87 @@ async fn rotations(store: &SqlStore, url: &str) -> (Vec<String>, Rows) {
     (answers, rows)
 }
 
+/// The console's account search (`UserDirectory::search_users`) against a
+/// plain filter and sort of every account: a username or email prefix,
+/// byte order, paged by the last username, an account matching both ways
+/// listed once. 1,200 accounts, so an email prefix takes either path of the
+/// search: few matches (read from the email index) and many (at least
+/// 1,000: the username index, filtered).
+async fn user_search(store: SqlStore, url: String) {
+    // Usernames u0001…u1200; emails e…@example.com in another order.
+    let fill = if url.starts_with("postgres") {
+        "INSERT INTO users (username, email, password, is_active, is_staff, is_superuser, date_joined) \
+         SELECT 'u' || lpad(i::text, 4, '0'), 'e' || lpad(((i * 7) % 1200)::text, 4, '0') || '@example.com', \
+                '!', TRUE, FALSE, FALSE, 0 FROM generate_series(1, 1200) AS i"
+    } else {
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
+         INSERT INTO users (username, email, password, is_active, is_staff, is_superuser, date_joined) \
+         SELECT printf('u%04d', i), printf('e%04d@example.com', (i * 7) % 1200), '!', 1, 0, 0, 0 FROM n"
+    };
+    if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(fill).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(fill).execute(&mut conn).await.unwrap();
+    }
+    // Both ways at once, case and non-ASCII (byte order: `E` < `e` < `é`).
+    for (name, email) in [
+        ("eve", "u-eve@example.com"),
+        ("Eve", "Eve@example.com"),
+        ("\u{e9}lodie", "e0001x@example.com"),
+        ("ezra", "ezra@example.com"),
+        ("u0500x", "e0500@example.org"),
+    ] {
+        let mut user = new_user("placeholder");
+        user.username = Username::parse(name).unwrap();
+        user.email = email.to_owned();
+        store.create_user(&user).await.unwrap();
+    }
+    let everyone = store.list_users().await.unwrap();
+    assert_eq!(everyone.len(), 1205);
+    let expected = |prefix: &str, after: &str| {
+        let mut names: Vec<String> = everyone
+            .iter()
+            .filter(|u| u.username.starts_with(prefix) || u.email.starts_with(prefix))
+            .filter(|u| u.username.as_str() > after)
+            .map(|u| u.username.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    for prefix in [
+        "", "e", "e0", "e1", "e11", "e0001", "E", "u", "u05", "u0500", "\u{e9}", "x",
+    ] {
+        // One page of 51, and every page of 51 after it.
+        let all = expected(prefix, "");
+        let mut listed = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .search_users(&UserQuery {
+                    prefix: prefix.to_owned(),
+                    after: after.clone(),
+                    limit: 51,
+                })
+                .await
+                .unwrap();
+            let names: Vec<String> = page.iter().map(|u| u.username.clone()).collect();
+            let from = after.as_deref().unwrap_or("");
+            let want: Vec<String> = expected(prefix, from).into_iter().take(51).collect();
+            assert_eq!(names, want, "prefix {prefix:?} after {after:?}");
+            listed.extend(names);
+            if page.len() < 51 {
+                break;
+            }
+            after = page.last().map(|u| u.username.clone());
+        }
+        assert_eq!(listed, all, "every page of {prefix:?}");
+    }
+    // The paths are both taken: "e" matches 1,200 emails, "e1" 200.
+    assert!(expected("e", "").len() >= 1000 && expected("e1", "").len() < 1000);
+}
+
 /// The batched rotations (SQLite) answer and write what the general path
 /// answers and writes, on SQLite and on PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1001,4 +1083,5 @@ both_backends!(
     throttle,
     settings,
     keys,
+    user_search,
 );

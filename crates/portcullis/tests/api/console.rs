@@ -9,11 +9,11 @@ use crate::cli::portcullis;
 use crate::helpers::{Backend, Reply, TestApp, run};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const CSRF_REFUSED: &str = "This form was refused: its security token (CSRF) is missing or does not belong to your session.";
+pub(crate) const CSRF_REFUSED: &str = "This form was refused: its security token (CSRF) is missing or does not belong to your session.";
 
 /// Run one SQL statement on the test database (what no API can do: a
 /// username Django would refuse, a superuser flag).
-async fn sql(app: &TestApp, statement: &str) {
+pub(crate) async fn sql(app: &TestApp, statement: &str) {
     if app.db.url.starts_with("postgres") {
         let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
@@ -30,7 +30,7 @@ async fn sql(app: &TestApp, statement: &str) {
 }
 
 /// A browser without JavaScript: cookies by hand, redirects not followed.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
     cookie: String,
@@ -55,7 +55,7 @@ fn set_cookie<'r>(reply: &'r Reply, name: &str) -> &'r str {
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             client: reqwest::Client::builder()
@@ -67,7 +67,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         Reply::read(
             self.client
                 .get(self.app.url(path))
@@ -80,7 +80,7 @@ impl<'a> Browser<'a> {
     }
 
     /// POST a form as the page would, with the session's CSRF token.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let mut form: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
         form.extend_from_slice(fields);
         self.post_raw(path, &form).await
@@ -101,7 +101,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Log in through the login form; returns the login's answer.
-    async fn login(&mut self, username: &str, password: &str) -> Reply {
+    pub(crate) async fn login(&mut self, username: &str, password: &str) -> Reply {
         let form = self.get("/admin/login/").await;
         assert_eq!(form.status, 200, "{}", form.body);
         set_cookie(&form, "portcullis-admin-login")
@@ -134,7 +134,8 @@ impl<'a> Browser<'a> {
     }
 }
 
-async fn staff(app: &TestApp, name: &str, superuser: bool) -> i64 {
+/// A staff account with the password `staff-pass`, a superuser if asked.
+pub(crate) async fn staff(app: &TestApp, name: &str, superuser: bool) -> i64 {
     let user = app.user(name, "staff-pass", true, true).await;
     if superuser {
         sql(
@@ -150,7 +151,7 @@ async fn staff(app: &TestApp, name: &str, superuser: bool) -> i64 {
 }
 
 /// The audit trail as `portcullis audit list --json` prints it.
-async fn audit_lines(app: &TestApp) -> Vec<serde_json::Value> {
+pub(crate) async fn audit_lines(app: &TestApp) -> Vec<serde_json::Value> {
     let out = run(portcullis(&app.db, &["audit", "list", "--json"]), "").await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     out.stdout

@@ -11,6 +11,8 @@
 )]
 
 mod admin;
+mod audit;
+mod browser;
 mod cli;
 mod compat;
 mod config;
