@@ -9,8 +9,8 @@ pub(crate) const USER_COLUMNS: &str =
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct UserRow {
-    id: i64,
-    username: String,
+    pub(crate) id: i64,
+    pub(crate) username: String,
     email: String,
     password: String,
     is_active: bool,

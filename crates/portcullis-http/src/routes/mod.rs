@@ -12,6 +12,9 @@ pub(crate) mod token;
 pub(crate) mod users;
 pub(crate) mod well_known;
 
+#[cfg(test)]
+mod finish_tests;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -405,7 +405,7 @@ async fn no_secret_reaches_the_trail(backend: Backend) {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let ivy = app
         .auth
-        .store()
+        .user_store()
         .user_by_username("ivy")
         .await
         .unwrap()

@@ -578,7 +578,7 @@ async fn api_login(app: &TestApp, username: &str, password: &str) -> u16 {
 
 async fn dave_id(app: &TestApp) -> i64 {
     app.auth
-        .store()
+        .user_store()
         .user_by_username("dave")
         .await
         .unwrap()
@@ -705,7 +705,7 @@ async fn plain_staff_and_forged_forms_are_refused() {
 
     let carol = app
         .auth
-        .store()
+        .user_store()
         .user_by_id(carol.id)
         .await
         .unwrap()
