@@ -159,8 +159,18 @@ impl Browser {
             .find(Locator::XPath(&xpath))
             .await
             .unwrap_or_else(|e| panic!("no button {label:?}: {e}"));
+        self.leave_by(button).await;
+    }
+
+    /// Click the link `css`, and wait for the page it leads to.
+    async fn follow(&self, css: &str) {
+        self.leave_by(self.find(css).await).await;
+    }
+
+    /// Click `element`, which loads another page, and wait for it.
+    async fn leave_by(&self, element: Element) {
         let before = self.find("html").await;
-        button.click().await.unwrap();
+        element.click().await.unwrap();
         wait_for_new_page(&self.client, &before).await;
     }
 
@@ -390,10 +400,7 @@ async fn a_superuser_manages_accounts_and_keys() {
     // Dave's page, with his live session.
     browser.fill("#q", "dave").await;
     browser.press("Search").await;
-    let link = browser.find("tbody td:first-child a").await;
-    let before = browser.find("html").await;
-    link.click().await.unwrap();
-    wait_for_new_page(&browser.client, &before).await;
+    browser.follow("tbody td:first-child a").await;
     assert_eq!(browser.title().await, "dave");
     let sessions = browser
         .client
@@ -473,7 +480,7 @@ async fn a_superuser_manages_accounts_and_keys() {
     );
 
     // Keys: generate one that signs, then rotate it.
-    browser.click(r#"header a[href="/admin/keys/"]"#).await;
+    browser.follow(r#"header a[href="/admin/keys/"]"#).await;
     assert_eq!(browser.title().await, "Signing keys");
     browser.click(r#"#algorithm option[value="EdDSA"]"#).await;
     browser.click(r#"input[name="activate"]"#).await;
@@ -532,7 +539,7 @@ async fn a_superuser_manages_accounts_and_keys() {
     browser.screenshot("keys").await;
 
     // The audit trail shows it all, newest first.
-    browser.click(r#"header a[href="/admin/audit/"]"#).await;
+    browser.follow(r#"header a[href="/admin/audit/"]"#).await;
     assert_eq!(browser.title().await, "Audit trail");
     let mut actions = Vec::new();
     for cell in browser
@@ -742,9 +749,9 @@ async fn markup_in_a_username_is_text() {
         browser.text("tbody tr:first-child td:nth-child(2)").await,
         "<b>x</b>@example.com"
     );
-    let before = browser.find("html").await;
-    link.click().await.unwrap();
-    wait_for_new_page(&browser.client, &before).await;
+    browser
+        .follow("tbody tr:first-child td:first-child a")
+        .await;
     assert_eq!(browser.title().await, NAME);
     let ran = browser
         .client
