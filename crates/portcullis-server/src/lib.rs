@@ -35,7 +35,7 @@ pub use middleware::REQUEST_ID;
 pub use mounts::{Mount, Mounts};
 pub use proxy::{AuthMode, ForwardedProto, ProxyTimeouts, Upstream, UpstreamUrlError};
 pub use serve::{Listener, flush_access_log, main_router, metrics_router, redirect_router, serve};
-pub use settings::{AccessLog, ServerSettings};
+pub use settings::{AccessLog, ServerSettings, StaticEntry, UpstreamEntry};
 pub use static_files::StaticMount;
 pub use tls::{Tls, TlsError};
 #[cfg(feature = "wsgi")]

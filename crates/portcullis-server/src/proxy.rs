@@ -29,8 +29,10 @@ use portcullis_http::{ApiError, AppState};
 
 use pool::{Lease, Pool, SendError};
 
-/// Who may pass an `[[upstream]]` route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who may pass an `[[upstream]]` route (`auth = "required"`, `"optional"`
+/// or `"none"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// A valid access token, else simplejwt's 401.
     Required,

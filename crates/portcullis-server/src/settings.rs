@@ -1,13 +1,19 @@
 //! The server's own settings, checked: TLS, the listeners, the limits
-//! on clients, and the access log. The binary's configuration builds one
+//! on clients, and the access log; and the `[[static]]` and `[[upstream]]`
+//! tables as written. The binary's configuration builds one
 //! [`ServerSettings`]; nothing here reads a file or the environment.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How requests are logged (`ACCESS_LOG`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use serde::Deserialize;
+
+use crate::AuthMode;
+
+/// How requests are logged (`ACCESS_LOG`: `off`, `text` or `json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AccessLog {
     /// No access lines.
     Off,
@@ -44,4 +50,39 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Bound on the drain after SIGTERM.
     pub shutdown_timeout: Duration,
+}
+
+/// One `[[static]]` table: a directory served at a URL prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEntry {
+    /// Starts and ends with `/`, such as `/static/`.
+    pub prefix: String,
+    /// The directory; relative paths are from the working directory.
+    pub dir: PathBuf,
+    /// The `Cache-Control` value of every response, such as
+    /// `public, max-age=31536000, immutable` for fingerprinted assets.
+    #[serde(default)]
+    pub cache_control: Option<String>,
+}
+
+/// One `[[upstream]]` table: an application requests are forwarded to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    /// Starts and ends with `/`, such as `/app/` (or `/` for everything
+    /// the API and the other mounts do not take).
+    pub prefix: String,
+    /// `http://host:port`, optionally with a path put before the request's.
+    pub url: String,
+    /// Who may pass; `required` unless set.
+    #[serde(default = "required")]
+    pub auth: AuthMode,
+    /// Forward `/app/x` as `/x` instead of unchanged.
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+fn required() -> AuthMode {
+    AuthMode::Required
 }

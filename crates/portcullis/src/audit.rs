@@ -8,7 +8,7 @@ use portcullis_store::SqlStore;
 use portcullis_token::{Clock as _, SystemClock};
 
 use crate::cli::AuditCommand;
-use crate::config::Loaded;
+use crate::config::Settings;
 use crate::store_setup::open_store;
 
 /// Entries read per query when exporting everything.
@@ -33,8 +33,8 @@ pub(crate) async fn record(
 }
 
 /// Run `portcullis audit …`.
-pub async fn command(command: AuditCommand, loaded: &Loaded) -> anyhow::Result<()> {
-    let store = open_store(loaded).await?;
+pub async fn command(command: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
     let (filter, json, all) = match command {
         AuditCommand::List {
             actor,

@@ -17,51 +17,51 @@ use crate::audit::record;
 use crate::cli::{
     Command, CreateUser, ImportCommand, ImportDjango, OpenapiFormat, TokensCommand, UserCommand,
 };
-use crate::config::Loaded;
+use crate::config::Settings;
 use crate::startup::{Application, shutdown_signal};
 use crate::store_setup::{auth_service, hasher, open_store};
 use crate::{import, keys};
 
 /// Run one command to completion.
-pub async fn run(command: Command, loaded: &Loaded) -> anyhow::Result<()> {
+pub async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            let mut loaded = loaded.clone();
+            let mut settings = settings.clone();
             if let Some(app) = args.wsgi {
-                loaded.config.wsgi.push(crate::config::WsgiEntry::shortcut(
+                settings = settings.with_wsgi(crate::config::WsgiEntry::shortcut(
                     app,
                     std::env::current_dir().context("cannot read the working directory")?,
-                ));
+                ))?;
             }
-            Application::build(&loaded)
+            Application::build(&settings)
                 .await?
                 .run_until_stopped(shutdown_signal())
                 .await
         }
         Command::WsgiWorker { .. } => bail!("wsgi-worker runs only as a process of `serve`"),
         Command::Migrate => {
-            let store = open_store(loaded).await?;
+            let store = open_store(settings).await?;
             println!("The {} database is up to date.", store.backend());
             Ok(())
         }
         Command::Tokens(TokensCommand::FlushExpired) => {
-            let store = open_store(loaded).await?;
+            let store = open_store(settings).await?;
             let removed = flush_expired(
-                &service(loaded, &store).await?,
+                &service(settings, &store).await?,
                 &store,
-                loaded.config.audit_retention.0,
+                settings.store.audit_retention,
             )
             .await?;
             println!("Removed {removed} expired token record(s).");
             Ok(())
         }
-        Command::User(command) => user(command, loaded).await,
-        Command::Import(ImportCommand::Django(args)) => import_django(&args, loaded).await,
-        Command::Keys(command) => keys::command(command, loaded).await,
-        Command::Audit(command) => crate::audit::command(command, loaded).await,
+        Command::User(command) => user(command, settings).await,
+        Command::Import(ImportCommand::Django(args)) => import_django(&args, settings).await,
+        Command::Keys(command) => keys::command(command, settings).await,
+        Command::Audit(command) => crate::audit::command(command, settings).await,
         Command::Openapi { format } => {
             // No database: the document depends on settings alone.
-            let (http, header_types) = loaded.openapi_settings()?;
+            let (http, header_types) = settings.openapi_settings();
             let document = portcullis_http::openapi::document(&http, &header_types);
             let text = match format {
                 OpenapiFormat::Yaml => portcullis_http::openapi::to_yaml(&document),
@@ -94,15 +94,15 @@ pub(crate) async fn flush_expired(
     Ok(tokens)
 }
 
-async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<()> {
+async fn import_django(args: &ImportDjango, settings: &Settings) -> anyhow::Result<()> {
     let source = match (&args.from, &args.from_json) {
         (Some(url), _) => import::Source::Database(url),
         (None, Some(path)) => import::Source::Json(path),
         // clap's "source" group requires one of them.
         (None, None) => bail!("give --from URL or --from-json FILE"),
     };
-    let store = open_store(loaded).await?;
-    let report = import::django(source, &store, &hasher(loaded, 1)?, SystemClock.now()).await;
+    let store = open_store(settings).await?;
+    let report = import::django(source, &store, &hasher(settings, 1)?, SystemClock.now()).await;
     if let Ok(report) = &report {
         let detail = format!(
             "users: {} imported, {} updated; tokens: {} imported, {} updated",
@@ -118,10 +118,10 @@ async fn import_django(args: &ImportDjango, loaded: &Loaded) -> anyhow::Result<(
     Ok(())
 }
 
-async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
-    let store = open_store(loaded).await?;
+async fn user(command: UserCommand, settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
     match command {
-        UserCommand::Create(args) => create(args, loaded, &store).await,
+        UserCommand::Create(args) => create(args, settings, &store).await,
         UserCommand::List => {
             println!(
                 "{:>6}  {:<24} {:<32} {:<6} {:<5} {:<9}",
@@ -146,7 +146,7 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         } => {
             let user = existing(&store, &username).await?;
             let password = read_password(password_stdin)?;
-            let hash = hasher(loaded, 1)?
+            let hash = hasher(settings, 1)?
                 .hash(password)
                 .await
                 .map_err(|e| anyhow!(e))?;
@@ -177,7 +177,7 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         UserCommand::Deactivate { username } => {
             let user = existing(&store, &username).await?;
             // The flows end the user's sessions first (ASVS V7.4.2).
-            if !service(loaded, &store)
+            if !service(settings, &store)
                 .await?
                 .deactivate_user(user.id)
                 .await?
@@ -219,7 +219,11 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
         UserCommand::Delete { username } => {
             let user = existing(&store, &username).await?;
             // The flows end the user's sessions first (ASVS V7.4.2).
-            if !service(loaded, &store).await?.delete_user(user.id).await? {
+            if !service(settings, &store)
+                .await?
+                .delete_user(user.id)
+                .await?
+            {
                 bail!("no user named {username:?}");
             }
             record(
@@ -235,13 +239,13 @@ async fn user(command: UserCommand, loaded: &Loaded) -> anyhow::Result<()> {
     }
 }
 
-async fn create(args: CreateUser, loaded: &Loaded, store: &SqlStore) -> anyhow::Result<()> {
+async fn create(args: CreateUser, settings: &Settings, store: &SqlStore) -> anyhow::Result<()> {
     let username = Username::parse(&args.username).map_err(|e| anyhow!("invalid username: {e}"))?;
     if store.user_by_username(username.as_str()).await?.is_some() {
         bail!("a user named {:?} already exists", username.as_str());
     }
     let password = read_password(args.password_stdin)?;
-    let hash = hasher(loaded, 1)?
+    let hash = hasher(settings, 1)?
         .hash(password)
         .await
         .map_err(|e| anyhow!(e))?;
@@ -287,16 +291,8 @@ async fn existing(store: &SqlStore, username: &str) -> anyhow::Result<User> {
 /// The flows over `store`, as `serve` builds them (one hashing slot): the
 /// commands that end sessions go through them, so the rules they keep
 /// live in one place.
-async fn service(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<AuthService> {
-    let settings = loaded.auth_settings()?;
-    auth_service(
-        loaded,
-        store,
-        hasher(loaded, 1)?,
-        settings,
-        Arc::new(SystemClock),
-    )
-    .await
+async fn service(settings: &Settings, store: &SqlStore) -> anyhow::Result<AuthService> {
+    auth_service(settings, store, hasher(settings, 1)?, Arc::new(SystemClock)).await
 }
 
 fn yes_no(flag: bool) -> &'static str {

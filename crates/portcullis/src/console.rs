@@ -3,17 +3,16 @@
 //! server's database.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
 use portcullis_console::{ConsoleSettings, ConsoleState, KeyAdmin, NewKey};
 use portcullis_core::AuthService;
 use portcullis_store::SqlStore;
-use portcullis_token::{Clock as _, SystemClock};
+use portcullis_token::{Clock as _, SystemClock, algorithm_name};
 
-use crate::config::{ConfigError, Loaded};
-use crate::keyring::{self, Rotation};
+use crate::config::{Rotation, Settings};
+use crate::keyring;
 
 /// `keys generate` and `keys rotate`, for the console.
 #[derive(Debug)]
@@ -21,7 +20,7 @@ struct Keys {
     store: SqlStore,
     policy: Rotation,
     /// `ALGORITHM`: what a rotation without an active stored key makes.
-    algorithm: String,
+    algorithm: &'static str,
 }
 
 #[async_trait]
@@ -50,7 +49,7 @@ impl KeyAdmin for Keys {
             &self.store,
             &self.policy,
             None,
-            &self.algorithm,
+            self.algorithm,
             SystemClock.now(),
         )
         .await
@@ -65,33 +64,21 @@ impl KeyAdmin for Keys {
 
 /// The console's routes, or `None` with `ADMIN_CONSOLE=false`.
 pub(crate) fn router(
-    loaded: &Loaded,
+    settings: &Settings,
     auth: &AuthService,
     store: &SqlStore,
     tls: bool,
-) -> Result<Option<Router>, ConfigError> {
-    let c = &loaded.config;
-    if !c.admin_console {
-        return Ok(None);
-    }
-    let idle = u64::try_from(c.admin_idle_timeout.0)
-        .ok()
-        .filter(|&s| s > 0)
-        .ok_or_else(|| {
-            ConfigError(format!(
-                "{} must be a positive number of seconds, such as 1800",
-                loaded.origin("admin_idle_timeout")
-            ))
-        })?;
-    let settings = ConsoleSettings {
-        tls,
-        idle_timeout: Duration::from_secs(idle),
-        trusted_proxies: loaded.trusted_proxies()?,
-    };
+) -> Option<Router> {
+    let idle_timeout = settings.console?;
     let keys = Keys {
         store: store.clone(),
-        policy: Rotation::from_settings(loaded)?,
-        algorithm: c.algorithm.clone(),
+        policy: settings.keys.rotation,
+        algorithm: algorithm_name(settings.tokens.algorithm),
+    };
+    let settings = ConsoleSettings {
+        tls,
+        idle_timeout,
+        trusted_proxies: settings.http.trusted_proxies.clone(),
     };
     let state = ConsoleState::new(
         auth.clone(),
@@ -100,5 +87,5 @@ pub(crate) fn router(
         Arc::new(keys),
         settings,
     );
-    Ok(Some(portcullis_console::router(state)))
+    Some(portcullis_console::router(state))
 }

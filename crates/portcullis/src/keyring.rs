@@ -15,7 +15,7 @@ use portcullis_token::{
 };
 use portcullis_verify::JwksSource;
 
-use crate::config::{ConfigError, Loaded};
+use crate::config::Rotation;
 
 /// How often a running server rereads the key set: well inside the 5 s
 /// within which a change made elsewhere must be seen.
@@ -107,39 +107,6 @@ pub(crate) async fn add_key(
             other => anyhow!(other),
         })?;
     Ok(key)
-}
-
-/// The settings that shape a rotation.
-#[derive(Debug, Clone, Copy)]
-pub struct Rotation {
-    /// `KEY_PUBLISH_DELAY`.
-    pub publish_delay: i64,
-    /// `KEY_ROTATION_INTERVAL`.
-    pub interval: Option<i64>,
-    /// The longest a token signed now can stay valid: the longest
-    /// lifetime plus the leeway. A replaced key verifies this long after
-    /// it stops signing.
-    pub token_life: i64,
-}
-
-impl Rotation {
-    /// From the settings.
-    pub fn from_settings(loaded: &Loaded) -> Result<Self, ConfigError> {
-        let s = loaded.token_settings()?;
-        Ok(Self {
-            publish_delay: loaded.config.key_publish_delay.0,
-            interval: loaded
-                .config
-                .key_rotation_interval
-                .map(|i| i.0)
-                .filter(|i| *i > 0),
-            token_life: s
-                .access_token_lifetime
-                .max(s.refresh_token_lifetime)
-                .max(s.sliding_token_lifetime)
-                .saturating_add(s.leeway),
-        })
-    }
 }
 
 /// Read the key set and install it. Keys that do not load are logged once

@@ -8,16 +8,17 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::bail;
 use portcullis_core::{AuditAction, KeyStore as _, Target};
-use portcullis_token::{Clock as _, SystemClock, TokenEngine, key_states};
+use portcullis_token::{Clock as _, SystemClock, TokenEngine, algorithm_name, key_states};
 
 use crate::cli::KeysCommand;
-use crate::config::Loaded;
-use crate::keyring::{Rotation, add_key, reload, rotate};
+use crate::config::Settings;
+use crate::keyring::{add_key, reload, rotate};
 use crate::store_setup::{load_keys, open_store};
 
 /// Run `portcullis keys …`.
-pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()> {
-    let store = open_store(loaded).await?;
+pub async fn command(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let policy = settings.keys.rotation;
     let now = SystemClock.now();
     match command {
         KeysCommand::Generate {
@@ -25,7 +26,6 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
             bits,
             activate,
         } => {
-            let policy = Rotation::from_settings(loaded)?;
             let key = add_key(&store, &policy, &alg, bits, activate.then_some(now), now).await?;
             let what = match (activate, key.algorithm.starts_with("HS")) {
                 (true, _) => "signs from now on",
@@ -48,8 +48,8 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
             println!("Generated {} key {}; it {what}.", key.algorithm, key.kid);
         }
         KeysCommand::Rotate { alg } => {
-            let policy = Rotation::from_settings(loaded)?;
-            let key = rotate(&store, &policy, alg, &loaded.config.algorithm, now).await?;
+            let fallback = algorithm_name(settings.tokens.algorithm);
+            let key = rotate(&store, &policy, alg, fallback, now).await?;
             let detail = format!("{}, signs from {}", key.algorithm, time(key.activates_at));
             crate::audit::record(
                 &store,
@@ -98,8 +98,8 @@ pub async fn command(command: KeysCommand, loaded: &Loaded) -> anyhow::Result<()
         }
         KeysCommand::ExportPublic => {
             let engine = TokenEngine::new(
-                loaded.token_settings()?,
-                load_keys(loaded, &store).await?,
+                settings.tokens.clone(),
+                load_keys(settings, &store).await?,
                 Arc::new(SystemClock),
             );
             reload(&engine, &store, &mut HashSet::new()).await?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use portcullis::cli::Cli;
-use portcullis::config::Loaded;
+use portcullis::config::Settings;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc rather than the system allocator: a request allocates some
@@ -41,27 +41,27 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli) -> ExitCode {
-    let loaded = match Loaded::load(cli.config.as_deref()) {
-        Ok(loaded) => loaded,
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let filter = EnvFilter::try_new(&loaded.config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // ACCESS_LOG=json: one format per stream, so log shippers parse every
-    // line (an unknown value is reported by `serve`'s settings check).
-    if loaded.config.access_log.trim() == "json" {
+    // line.
+    if settings.server.access_log == portcullis_server::AccessLog::Json {
         subscriber.json().init();
     } else {
         subscriber
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     }
-    match portcullis::commands::run(cli.command, &loaded).await {
+    match portcullis::commands::run(cli.command, &settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -9,15 +9,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use portcullis_core::AuthService;
-use portcullis_http::{AppState, HttpSettings};
+use portcullis_http::AppState;
 use portcullis_server::{Listener, Mounts, ServerSettings, Tls, metrics};
 use portcullis_store::SqlStore;
 use portcullis_token::SystemClock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{ConfigError, Loaded};
-use crate::keyring::{self, RemoteJwks, Rotation};
+use crate::config::{ConfigError, Rotation, Settings};
+use crate::keyring::{self, RemoteJwks};
 use crate::store_setup::{auth_service, hasher, open_store};
 use crate::wsgi::Apps;
 
@@ -45,44 +45,27 @@ pub struct Application {
 }
 
 impl Application {
-    /// Check every setting, open and migrate the database, load the keys and
-    /// bind the listener.
-    pub async fn build(loaded: &Loaded) -> anyhow::Result<Self> {
-        let token_settings = loaded.token_settings()?;
-        let auth_settings = loaded.auth_settings()?;
-        let hasher = hasher(loaded, cores())?;
-        let mut http = HttpSettings {
-            auth_header_name: loaded.auth_header_name()?,
-            max_body_bytes: loaded.config.max_body_bytes,
-            issuer: token_settings.issuer.clone(),
-            // Half the publish delay: a verifier's cached JWKS is refreshed
-            // before a newly published key starts signing.
-            jwks_max_age: (loaded.config.key_publish_delay.0 / 2).min(300),
-            identity: loaded.identity_headers()?,
-            refresh_cookie: loaded.refresh_cookie()?,
-            trusted_proxies: loaded.trusted_proxies()?,
-            readiness: Vec::new(),
-            api_schema: loaded.config.api_schema,
-            api_docs: loaded.config.api_docs,
-        };
-        let mounts = loaded.mounts()?;
-        let bind = loaded.bind()?;
-        // Settings and certificate files first: a typo fails before the
+    /// Open the mounts, read the certificate, open and migrate the
+    /// database, load the keys and bind the listener.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let hasher = hasher(settings, cores())?;
+        let mut http = settings.http.clone();
+        // Directories and certificate files first: a typo fails before the
         // database is touched.
-        let server = loaded.server()?;
+        let mounts = settings.mounts.open()?;
+        let server = settings.server.clone();
         let tls = match &server.tls {
             Some((cert, key)) => Some(Arc::new(
                 Tls::load(cert, key).map_err(|e| ConfigError(e.to_string()))?,
             )),
             None => None,
         };
-        let rotation = Rotation::from_settings(loaded)?;
-        let store = open_store(loaded).await?;
-        let mut auth =
-            auth_service(loaded, &store, hasher, auth_settings, Arc::new(SystemClock)).await?;
-        if let Some(url) = loaded.config.jwk_url.as_deref().filter(|u| !u.is_empty()) {
+        let rotation = settings.keys.rotation;
+        let store = open_store(settings).await?;
+        let mut auth = auth_service(settings, &store, hasher, Arc::new(SystemClock)).await?;
+        if let Some(url) = &settings.keys.jwk_url {
             let remote = RemoteJwks::new(url)
-                .map_err(|e| ConfigError(format!("{}: {e}", loaded.origin("jwk_url"))))?;
+                .map_err(|e| ConfigError(format!("{}: {e}", settings.origin("jwk_url"))))?;
             // An issuer that is down at start is retried on the first
             // unknown kid; it must not keep us from serving our own tokens.
             if let Err(e) = remote.fetch(auth.engine()).await {
@@ -94,21 +77,21 @@ impl Application {
         metrics::handle();
         // The workers import the app while the rest starts; `/readyz` is
         // 503 until they have.
-        let apps = Apps::start(&mounts.wsgi, cores())?;
+        let apps = Apps::start(&settings.mounts.wsgi, cores())?;
         http.readiness.extend(apps.readiness());
         let state = AppState::new(auth.clone(), http).with_audit(Arc::new(store.clone()));
         let mut api = portcullis_http::router(state.clone());
         if server.metrics_bind.is_none() {
             api = api.merge(metrics::router());
         }
-        if let Some(console) = crate::console::router(loaded, &auth, &store, tls.is_some())? {
+        if let Some(console) = crate::console::router(settings, &auth, &store, tls.is_some()) {
             api = api.merge(console);
         }
         // API routes first; then the mounts by longest prefix.
-        let mut all_mounts = mounts.mounts;
+        let mut all_mounts = mounts;
         all_mounts.extend(apps.mounts());
         let router = Mounts::new(state, all_mounts).behind(api);
-        let listener = bind_listener(bind, "BIND").await?;
+        let listener = bind_listener(settings.bind, "BIND").await?;
         let redirect = match server.redirect_bind {
             Some(addr) => Some(bind_listener(addr, "HTTP_REDIRECT_BIND").await?),
             None => None,
@@ -128,11 +111,8 @@ impl Application {
             store,
             auth,
             rotation,
-            audit_retention: loaded.config.audit_retention.0,
-            prune_interval: u64::try_from(loaded.config.prune_interval.0)
-                .ok()
-                .filter(|&s| s > 0)
-                .map(Duration::from_secs),
+            audit_retention: settings.store.audit_retention,
+            prune_interval: settings.store.prune_interval,
         })
     }
 

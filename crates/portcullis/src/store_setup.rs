@@ -5,11 +5,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use portcullis_core::{AuthService, AuthSettings, KeyStore as _, PasswordHasher, Store};
+use portcullis_core::{AuthService, KeyStore as _, PasswordHasher, Store};
 use portcullis_store::SqlStore;
 use portcullis_token::{Clock, SigningKeys, TokenEngine, is_hmac};
+use secrecy::ExposeSecret as _;
 
-use crate::config::{ConfigError, Loaded, secret_bytes};
+use crate::config::{ConfigError, Settings, secret_bytes};
 use crate::keyring;
 
 /// Where a generated HMAC secret is kept (in the database, so every node
@@ -17,36 +18,30 @@ use crate::keyring;
 const GENERATED_KEY_SETTING: &str = "generated_signing_key";
 
 /// Open (creating and migrating) the configured database.
-pub async fn open_store(loaded: &Loaded) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&loaded.config.database_url)
+pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
+    SqlStore::connect(settings.store.database_url.expose_secret())
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.origin("database_url")))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", settings.origin("database_url")))
 }
 
 /// The configured key pair, or — for HMAC with no key configured — the
 /// key generated on first start and kept in the database, as Django's
 /// `startproject` writes a `SECRET_KEY`. There is no built-in default key.
-pub async fn load_keys(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<SigningKeys> {
-    let token_settings = loaded.token_settings()?;
-    let algorithm = token_settings.algorithm;
-    let verifying = loaded.verifying_key()?;
-    let key_origin = if loaded.config.signing_key.is_some() {
-        loaded.origin("signing_key")
-    } else {
-        loaded.origin("signing_key_file")
-    };
-    if let Some(secret) = loaded.signing_key()? {
+pub async fn load_keys(settings: &Settings, store: &SqlStore) -> anyhow::Result<SigningKeys> {
+    let algorithm = settings.tokens.algorithm;
+    let keys = &settings.keys;
+    if let Some(secret) = &keys.signing_key {
         return SigningKeys::new(
             algorithm,
-            secret_bytes(&secret),
-            verifying.as_deref().map(str::as_bytes),
+            secret_bytes(secret),
+            keys.verifying_key.as_deref().map(str::as_bytes),
         )
-        .map_err(|e| ConfigError(format!("{key_origin}: {e}")).into());
+        .map_err(|e| ConfigError(format!("{}: {e}", keys.signing_key_origin)).into());
     }
     if !is_hmac(algorithm) {
         return Err(ConfigError(format!(
             "{} needs a private key: set SIGNING_KEY_FILE to a PEM file (for example one made by `openssl genpkey -algorithm ed25519 -out signing.pem` for EdDSA)",
-            loaded.origin("algorithm")
+            settings.origin("algorithm")
         ))
         .into());
     }
@@ -68,7 +63,7 @@ pub async fn load_keys(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<Sign
     SigningKeys::new(algorithm, secret.as_bytes(), None).map_err(|e| {
         ConfigError(format!(
             "the generated signing key in the database does not suit {}: {e}",
-            loaded.origin("algorithm")
+            settings.origin("algorithm")
         ))
         .into()
     })
@@ -77,20 +72,24 @@ pub async fn load_keys(loaded: &Loaded, store: &SqlStore) -> anyhow::Result<Sign
 /// The flows over `store` with the configured keys (the database's key set
 /// installed), on `clock`.
 pub async fn auth_service(
-    loaded: &Loaded,
+    settings: &Settings,
     store: &SqlStore,
     hasher: PasswordHasher,
-    settings: AuthSettings,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<AuthService> {
-    let keys = load_keys(loaded, store).await?;
-    let engine = TokenEngine::new(loaded.token_settings()?, keys, clock);
+    let keys = load_keys(settings, store).await?;
+    let engine = TokenEngine::new(settings.tokens.clone(), keys, clock);
     keyring::reload(&engine, store, &mut HashSet::new()).await?;
     let store: Arc<dyn Store> = Arc::new(store.clone());
-    Ok(AuthService::new(engine, store, hasher, settings))
+    Ok(AuthService::new(
+        engine,
+        store,
+        hasher,
+        settings.auth.clone(),
+    ))
 }
 
 /// The password hasher with `workers` slots (one per core for `serve`).
-pub fn hasher(loaded: &Loaded, workers: usize) -> Result<PasswordHasher, ConfigError> {
-    PasswordHasher::new(loaded.hash_params()?, workers).map_err(ConfigError)
+pub fn hasher(settings: &Settings, workers: usize) -> Result<PasswordHasher, ConfigError> {
+    PasswordHasher::new(settings.hash, workers).map_err(ConfigError)
 }

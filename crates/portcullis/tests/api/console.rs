@@ -572,11 +572,9 @@ async fn the_console_can_be_turned_off_and_its_prefix_is_not_a_mount() {
         (404, r#"{"detail":"Not found."}"#)
     );
 
-    let error = portcullis::config::Loaded::from_toml(
+    let error = portcullis::config::Settings::from_toml(
         "[[upstream]]\nprefix = \"/admin/app/\"\nurl = \"http://127.0.0.1:9\"\n",
     )
-    .unwrap()
-    .mounts()
     .unwrap_err();
     assert!(
         error.0.contains("the staff console answers /admin/, which comes before every mount; choose another prefix or set ADMIN_CONSOLE=false"),

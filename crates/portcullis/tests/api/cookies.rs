@@ -276,25 +276,25 @@ crate::both_backends!(
 #[test]
 fn cookie_name_must_be_host_prefixed() {
     for name in ["refresh", "__Host-", "__Host-a b", "__Host-csrf"] {
-        let loaded = portcullis::config::Loaded::from_toml(&format!(
+        let error = portcullis::config::Settings::from_toml(&format!(
             "refresh_cookie = true\nrefresh_cookie_name = \"{name}\"\n"
         ))
-        .unwrap();
-        let error = loaded.refresh_cookie().unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
         assert!(
             error.starts_with("REFRESH_COOKIE_NAME (`refresh_cookie_name`, from "),
             "{error}"
         );
     }
-    let loaded = portcullis::config::Loaded::from_toml(
+    let settings = portcullis::config::Settings::from_toml(
         "refresh_cookie = true\nrefresh_token_lifetime = 60\n",
     )
     .unwrap();
-    let cookie = loaded.refresh_cookie().unwrap().unwrap();
+    let cookie = settings.http.refresh_cookie.unwrap();
     assert_eq!(
         (cookie.name.as_str(), cookie.max_age),
         ("__Host-refresh", 60)
     );
-    let off = portcullis::config::Loaded::from_toml("refresh_cookie_name = \"bad\"\n").unwrap();
-    assert!(off.refresh_cookie().unwrap().is_none());
+    let off = portcullis::config::Settings::from_toml("refresh_cookie_name = \"bad\"\n").unwrap();
+    assert!(off.http.refresh_cookie.is_none());
 }

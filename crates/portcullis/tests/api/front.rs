@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use portcullis::config::Loaded;
+use portcullis::config::Settings;
 use serde_json::{Value, json};
 
 use crate::front_helpers::{Upstream, raw, raw_get};
@@ -570,19 +570,14 @@ async fn routing_precedence() {
     app.stop().await;
 }
 
+/// Why these settings cannot serve: refused when read, or when the
+/// mounts are opened; empty when they can.
 fn mount_error(toml: &str) -> String {
-    let loaded = Loaded::from_toml(toml).unwrap();
-    match loaded.mounts() {
-        Ok(_) => match loaded.identity_headers() {
-            Ok(_) => loaded
-                .proxy_timeouts()
-                .err()
-                .map(|e| e.0)
-                .unwrap_or_default(),
-            Err(e) => e.0,
-        },
-        Err(e) => e.0,
-    }
+    Settings::from_toml(toml)
+        .and_then(|settings| settings.mounts.open().map(drop))
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default()
 }
 
 /// Each bad entry is refused with a message naming it and the fix.
@@ -654,7 +649,7 @@ fn bad_mounts_are_refused_with_the_fix() {
         assert_eq!(mount_error(&toml), expected, "{toml}");
     }
     let unknown =
-        Loaded::from_toml("[[upstream]]\nprefix = \"/a/\"\nurl = \"http://x\"\nstrip = true\n")
+        Settings::from_toml("[[upstream]]\nprefix = \"/a/\"\nurl = \"http://x\"\nstrip = true\n")
             .unwrap_err()
             .0;
     assert_eq!(

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use portcullis::config::Loaded;
+use portcullis::config::Settings;
 use portcullis::startup::Application;
 use portcullis_core::{AuthService, NewUser, User, Username};
 use serde_json::{Value, json};
@@ -182,8 +182,9 @@ impl TestApp {
 
     /// A server configured by exactly this TOML (plus the database).
     pub(crate) async fn spawn_with(db: TestDatabase, toml: &str) -> Self {
-        let loaded = Loaded::from_toml(toml).unwrap_or_else(|e| panic!("test config: {e}\n{toml}"));
-        let app = Application::build(&loaded)
+        let settings =
+            Settings::from_toml(toml).unwrap_or_else(|e| panic!("test config: {e}\n{toml}"));
+        let app = Application::build(&settings)
             .await
             .unwrap_or_else(|e| panic!("build: {e:#}"));
         let addr = app.local_addr().unwrap();

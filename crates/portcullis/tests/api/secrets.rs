@@ -190,13 +190,13 @@ async fn logs_hold_no_password_key_or_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_output_redacts_secrets() {
     let app = TestApp::spawn(Backend::Sqlite, "").await;
-    let loaded = portcullis::config::Loaded::from_toml(&format!(
+    let settings = portcullis::config::Settings::from_toml(&format!(
         "signing_key = \"{SIGNING_KEY}\"\ndatabase_url = \"postgres://portcullis:db-Pa55word@127.0.0.1/x\"\n"
     ))
     .unwrap();
     let mut shown = vec![
-        format!("{:?}", loaded.config),
-        format!("{:#?}", loaded.config),
+        format!("{settings:?}"),
+        format!("{settings:#?}"),
         format!("{:?}", app.auth),
         format!("{:?}", app.auth.engine()),
         format!("{:?}", app.auth.engine().key_ring()),

@@ -174,19 +174,22 @@ async fn tls_settings_are_checked() {
         ),
         (
             "access_log = \"xml\"\n".to_owned(),
-            "ACCESS_LOG (`access_log`, from default): \"xml\" is not an access log format; use off, text or json",
+            "ACCESS_LOG (`access_log`, from default): \"xml\" is not one of \"off\", \"text\", \"json\"",
         ),
     ];
     for (toml, expected) in cases {
-        let loaded = portcullis::config::Loaded::from_toml(&format!(
+        // Refused when read (the pairing, the limits), or when the
+        // certificate is loaded.
+        let error = match portcullis::config::Settings::from_toml(&format!(
             "bind = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\n{toml}",
             db.url
-        ))
-        .unwrap();
-        let error = portcullis::startup::Application::build(&loaded)
-            .await
-            .map(|_| ())
-            .unwrap_err();
+        )) {
+            Ok(settings) => portcullis::startup::Application::build(&settings)
+                .await
+                .map(|_| ())
+                .unwrap_err(),
+            Err(e) => e.into(),
+        };
         assert!(format!("{error:#}").contains(expected), "{toml}: {error:#}");
     }
 }
