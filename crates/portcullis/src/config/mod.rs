@@ -339,9 +339,9 @@ fn unknown_name(found: &str, known: &[&str], from_env: bool, table: &str, source
     if from_env {
         let written = format!("PORTCULLIS_{}", found.to_ascii_uppercase());
         let hint = closest.map_or_else(String::new, |name| {
-            format!("; did you mean PORTCULLIS_{}?", name.to_ascii_uppercase())
+            format!("; did you mean `PORTCULLIS_{}`?", name.to_ascii_uppercase())
         });
-        return format!("the environment variable {written} is not a setting{hint}");
+        return format!("the environment variable `{written}` is not a setting{hint}");
     }
     let hint = closest.map_or_else(String::new, |name| format!("; did you mean `{name}`?"));
     format!("`{found}`{table} in {source} is not a setting{hint}")
@@ -355,7 +355,7 @@ fn closest_name<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
     let limit = (found.len() / 3).max(1);
     known
         .iter()
-        .map(|name| (edit_distance(&found, name), *name))
+        .map(|name| (strsim::levenshtein(&found, name), *name))
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, name)| name)
@@ -366,31 +366,6 @@ fn closest_name<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
                 .find(|name| found.len() >= 3 && name.starts_with(found.as_str()))
                 .copied()
         })
-}
-
-/// Levenshtein distance over bytes (setting names are ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.bytes().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (j, cb) in b.bytes().enumerate() {
-            let substitute = previous.get(j).copied().unwrap_or(usize::MAX) + usize::from(ca != cb);
-            let delete = previous
-                .get(j + 1)
-                .copied()
-                .unwrap_or(usize::MAX)
-                .saturating_add(1);
-            let insert = current
-                .get(j)
-                .copied()
-                .unwrap_or(usize::MAX)
-                .saturating_add(1);
-            current.push(substitute.min(delete).min(insert));
-        }
-        previous = current;
-    }
-    previous.last().copied().unwrap_or(0)
 }
 
 /// Expose a secret's bytes for key loading.
@@ -416,8 +391,6 @@ mod tests {
             closest_name("refresh", &known),
             Some("refresh_token_lifetime")
         );
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]
