@@ -114,13 +114,14 @@ impl ConsoleState {
         // RFC 6265bis §4.1.3.2: `__Host-` needs `Secure`, which a browser
         // takes from an HTTPS origin only.
         let prefix = if settings.tls { "__Host-" } else { "" };
+        let sessions = session::Sessions::new(settings.idle_timeout, auth.engine().clock());
         Self {
             inner: Arc::new(Inner {
                 auth,
                 audit,
                 directory,
                 keys,
-                sessions: session::Sessions::new(settings.idle_timeout),
+                sessions,
                 cookie: format!("{prefix}portcullis-admin"),
                 login_cookie: format!("{prefix}portcullis-admin-login"),
                 settings,

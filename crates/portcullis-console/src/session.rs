@@ -21,9 +21,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::digest;
+use portcullis_token::Clock;
 
 /// At most this many console sessions at once.
 pub(crate) const MAX_SESSIONS: usize = 10_000;
@@ -41,7 +42,8 @@ pub(crate) struct Flash {
 struct Entry {
     user_id: i64,
     csrf: String,
-    last_seen: Instant,
+    /// Unix milliseconds, on the server's clock.
+    last_seen: i64,
     flash: Option<Flash>,
 }
 
@@ -60,30 +62,39 @@ pub(crate) struct Current {
 #[derive(Debug, Clone)]
 pub(crate) struct Sessions {
     table: Arc<Mutex<HashMap<String, Entry>>>,
-    idle: Duration,
+    /// `ADMIN_IDLE_TIMEOUT`, milliseconds.
+    idle: i64,
+    clock: Arc<dyn Clock>,
 }
 
 impl Sessions {
-    pub(crate) fn new(idle: Duration) -> Self {
+    /// Sessions that end after `idle` unused, timed by `clock`.
+    pub(crate) fn new(idle: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             table: Arc::default(),
-            idle,
+            idle: i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),
+            clock,
         }
+    }
+
+    /// Whether a session last used at `last_seen` is still live at `now`.
+    fn live(&self, last_seen: i64, now: i64) -> bool {
+        now.saturating_sub(last_seen) < self.idle
     }
 
     /// Start a session for `user_id`; returns the cookie value.
     pub(crate) fn start(&self, user_id: i64) -> String {
         let cookie = random_token();
+        let now = self.clock.now_millis();
         let entry = Entry {
             user_id,
             csrf: random_token(),
-            last_seen: Instant::now(),
+            last_seen: now,
             flash: None,
         };
         if let Ok(mut table) = self.table.lock() {
             if table.len() >= MAX_SESSIONS {
-                let idle = self.idle;
-                table.retain(|_, e| e.last_seen.elapsed() < idle);
+                table.retain(|_, e| self.live(e.last_seen, now));
                 if table.len() >= MAX_SESSIONS
                     && let Some(oldest) = table
                         .iter()
@@ -104,11 +115,12 @@ impl Sessions {
         let key = key_of(cookie);
         let mut table = self.table.lock().ok()?;
         let entry = table.get_mut(&key)?;
-        if entry.last_seen.elapsed() >= self.idle {
+        let now = self.clock.now_millis();
+        if !self.live(entry.last_seen, now) {
             table.remove(&key);
             return None;
         }
-        entry.last_seen = Instant::now();
+        entry.last_seen = now;
         Some(Current {
             user_id: entry.user_id,
             csrf: entry.csrf.clone(),
@@ -171,11 +183,16 @@ pub(crate) fn csrf_matches(expected: &str, given: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use portcullis_token::ManualClock;
+
     use super::*;
 
     #[test]
     fn a_session_is_found_by_its_cookie_and_ends() {
-        let sessions = Sessions::new(Duration::from_mins(1));
+        let sessions = Sessions::new(
+            Duration::from_mins(1),
+            Arc::new(ManualClock::starting_now()),
+        );
         let cookie = sessions.start(7);
         let current = sessions.touch(&cookie).expect("live");
         assert_eq!(current.user_id, 7);
@@ -187,14 +204,36 @@ mod tests {
 
     #[test]
     fn an_idle_session_is_gone() {
-        let sessions = Sessions::new(Duration::ZERO);
+        let sessions = Sessions::new(Duration::ZERO, Arc::new(ManualClock::starting_now()));
         let cookie = sessions.start(7);
         assert!(sessions.touch(&cookie).is_none());
     }
 
     #[test]
+    fn a_session_lives_while_used_and_ends_after_the_idle_timeout() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let sessions = Sessions::new(
+            Duration::from_mins(30),
+            Arc::clone(&clock) as Arc<dyn Clock>,
+        );
+        let cookie = sessions.start(7);
+        clock.advance(Duration::from_mins(29));
+        assert!(sessions.touch(&cookie).is_some(), "used within the timeout");
+        clock.advance(Duration::from_mins(29));
+        assert!(
+            sessions.touch(&cookie).is_some(),
+            "each use starts it again"
+        );
+        clock.advance(Duration::from_mins(30));
+        assert!(sessions.touch(&cookie).is_none(), "unused for the timeout");
+    }
+
+    #[test]
     fn a_flash_is_shown_once() {
-        let sessions = Sessions::new(Duration::from_mins(1));
+        let sessions = Sessions::new(
+            Duration::from_mins(1),
+            Arc::new(ManualClock::starting_now()),
+        );
         let cookie = sessions.start(7);
         let key = sessions.touch(&cookie).expect("live").key;
         sessions.flash(

@@ -180,6 +180,13 @@ impl TokenEngine {
         self.clock.now()
     }
 
+    /// The injected clock itself, for what keeps time beside the engine
+    /// (console sessions).
+    #[must_use]
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// The engine's clock, in Unix milliseconds.
     #[must_use]
     pub fn now_millis(&self) -> i64 {

@@ -27,7 +27,7 @@ mod settings;
 
 pub use auth_header::{AuthHeader, auth_header_name, parse_authorization};
 pub use claims::{Claims, Token, TokenType, UserIdClaim};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{JwksDocument, SignError, TokenEngine};
 pub use error::TokenError;
 pub use jsonwebtoken::Algorithm;

@@ -86,7 +86,7 @@ pub(crate) async fn flush_expired(
 ) -> Result<u64, StoreError> {
     let tokens = auth.flush_expired().await?;
     let audit = store
-        .prune_audit(SystemClock.now().saturating_sub(audit_retention))
+        .prune_audit(auth.engine().now().saturating_sub(audit_retention))
         .await?;
     if audit > 0 {
         tracing::info!(removed = audit, "pruned audit entries past AUDIT_RETENTION");

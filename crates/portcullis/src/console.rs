@@ -9,7 +9,7 @@ use axum::Router;
 use portcullis_console::{ConsoleSettings, ConsoleState, KeyAdmin, NewKey};
 use portcullis_core::AuthService;
 use portcullis_store::SqlStore;
-use portcullis_token::{Clock as _, SystemClock, algorithm_name};
+use portcullis_token::{Clock, algorithm_name};
 
 use crate::config::{Rotation, Settings};
 use crate::keyring;
@@ -21,12 +21,14 @@ struct Keys {
     policy: Rotation,
     /// `ALGORITHM`: what a rotation without an active stored key makes.
     algorithm: &'static str,
+    /// The server's clock.
+    clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
 impl KeyAdmin for Keys {
     async fn generate(&self, algorithm: &str, activate: bool) -> Result<NewKey, String> {
-        let now = SystemClock.now();
+        let now = self.clock.now();
         keyring::add_key(
             &self.store,
             &self.policy,
@@ -50,7 +52,7 @@ impl KeyAdmin for Keys {
             &self.policy,
             None,
             self.algorithm,
-            SystemClock.now(),
+            self.clock.now(),
         )
         .await
         .map(|k| NewKey {
@@ -74,6 +76,7 @@ pub(crate) fn router(
         store: store.clone(),
         policy: settings.keys.rotation,
         algorithm: algorithm_name(settings.tokens.algorithm),
+        clock: auth.engine().clock(),
     };
     let settings = ConsoleSettings {
         tls,

@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail};
 use portcullis_core::{KeySource, KeyStore as _, StoreError};
 use portcullis_store::SqlStore;
 use portcullis_token::{
-    Clock as _, KeyRing, KeyState, StoredKey, SystemClock, TokenEngine, algorithm_name,
-    generate_key, key_states, parse_algorithm,
+    KeyRing, KeyState, StoredKey, TokenEngine, algorithm_name, generate_key, key_states,
+    parse_algorithm,
 };
 use portcullis_verify::JwksSource;
 
@@ -141,7 +141,7 @@ pub async fn reload_task(engine: TokenEngine, store: SqlStore, policy: Rotation)
             continue;
         }
         if let Some(interval) = policy.interval {
-            match rotate_if_due(&store, &policy, interval).await {
+            match rotate_if_due(&store, &policy, interval, engine.now()).await {
                 // Sign with the successor as soon as it is due, not a tick later.
                 Ok(true) => {
                     if let Err(e) = reload(&engine, &store, &mut warned).await {
@@ -159,8 +159,12 @@ pub async fn reload_task(engine: TokenEngine, store: SqlStore, policy: Rotation)
 /// no successor is scheduled, publish one. Nodes agree on who rotates
 /// through a first-insert-wins setting named after the active key.
 /// Returns whether this node rotated.
-async fn rotate_if_due(store: &SqlStore, policy: &Rotation, interval: i64) -> anyhow::Result<bool> {
-    let now = SystemClock.now();
+async fn rotate_if_due(
+    store: &SqlStore,
+    policy: &Rotation,
+    interval: i64,
+    now: i64,
+) -> anyhow::Result<bool> {
     let keys = store.signing_keys().await?;
     let states = key_states(&keys, now);
     let scheduled = keys

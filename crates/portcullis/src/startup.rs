@@ -12,7 +12,7 @@ use portcullis_core::AuthService;
 use portcullis_http::AppState;
 use portcullis_server::{Listener, Mounts, ServerSettings, Tls, metrics};
 use portcullis_store::SqlStore;
-use portcullis_token::SystemClock;
+use portcullis_token::{Clock, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -48,6 +48,17 @@ impl Application {
     /// Open the mounts, read the certificate, open and migrate the
     /// database, load the keys and bind the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] on `clock`: every expiry, window and timeout
+    /// the server decides (tokens, throttling, sessions of the API and the
+    /// console, key rotation, pruning) reads it, so tests move time
+    /// instead of sleeping.
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let hasher = hasher(settings, cores())?;
         let mut http = settings.http.clone();
         // Directories and certificate files first: a typo fails before the
@@ -62,7 +73,7 @@ impl Application {
         };
         let rotation = settings.keys.rotation;
         let store = open_store(settings).await?;
-        let mut auth = auth_service(settings, &store, hasher, Arc::new(SystemClock)).await?;
+        let mut auth = auth_service(settings, &store, hasher, clock).await?;
         if let Some(url) = &settings.keys.jwk_url {
             let remote = RemoteJwks::new(url)
                 .map_err(|e| ConfigError(format!("{}: {e}", settings.origin("jwk_url"))))?;

@@ -6,6 +6,7 @@
 //! (`postgres://postgres@127.0.0.1:5432/test`). They never skip: if the
 //! server is unreachable, they fail and say so.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use portcullis::config::Settings;
@@ -153,6 +154,14 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The settings every test server shares (port 0, the database, the
+/// shared key, cheap hashing), with `settings` on top.
+fn shared_toml(database_url: &str, settings: &str) -> String {
+    format!(
+        "bind = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nsigning_key = \"{SIGNING_KEY}\"\nlog = \"warn\"\n{CHEAP_HASHING}{settings}"
+    )
+}
+
 /// A running server.
 pub(crate) struct TestApp {
     pub(crate) base: String,
@@ -173,18 +182,36 @@ impl TestApp {
     /// A server with the shared signing key and `settings` (TOML) on top.
     pub(crate) async fn spawn(backend: Backend, settings: &str) -> Self {
         let db = TestDatabase::new(backend).await;
-        let toml = format!(
-            "bind = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\nsigning_key = \"{SIGNING_KEY}\"\nlog = \"warn\"\n{CHEAP_HASHING}{settings}",
-            db.url
-        );
+        let toml = shared_toml(&db.url, settings);
         Self::spawn_with(db, &toml).await
+    }
+
+    /// [`TestApp::spawn`] on `clock`: the test moves time instead of
+    /// sleeping (expiry, throttle windows, pruning).
+    pub(crate) async fn spawn_on(
+        backend: Backend,
+        settings: &str,
+        clock: &Arc<portcullis_token::ManualClock>,
+    ) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let toml = shared_toml(&db.url, settings);
+        Self::start(
+            db,
+            &toml,
+            Arc::clone(clock) as Arc<dyn portcullis_token::Clock>,
+        )
+        .await
     }
 
     /// A server configured by exactly this TOML (plus the database).
     pub(crate) async fn spawn_with(db: TestDatabase, toml: &str) -> Self {
+        Self::start(db, toml, Arc::new(portcullis_token::SystemClock)).await
+    }
+
+    async fn start(db: TestDatabase, toml: &str, clock: Arc<dyn portcullis_token::Clock>) -> Self {
         let settings =
             Settings::from_toml(toml).unwrap_or_else(|e| panic!("test config: {e}\n{toml}"));
-        let app = Application::build(&settings)
+        let app = Application::build_with_clock(&settings, clock)
             .await
             .unwrap_or_else(|e| panic!("build: {e:#}"));
         let addr = app.local_addr().unwrap();
@@ -225,10 +252,7 @@ impl TestApp {
             // Dropped with the first node, not this one.
             postgres_name: None,
         };
-        let toml = format!(
-            "bind = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\nsigning_key = \"{SIGNING_KEY}\"\nlog = \"warn\"\n{CHEAP_HASHING}{settings}",
-            db.url
-        );
+        let toml = shared_toml(&db.url, settings);
         Self::spawn_with(db, &toml).await
     }
 
@@ -577,7 +601,7 @@ pub(crate) struct Served {
     pub(crate) base: String,
     /// `HOST:PORT` of the main listener.
     pub(crate) addr: String,
-    pub(crate) log: std::sync::Arc<std::sync::Mutex<String>>,
+    pub(crate) log: Arc<std::sync::Mutex<String>>,
 }
 
 impl Served {
@@ -599,7 +623,7 @@ impl Served {
             .stderr(std::process::Stdio::piped());
         let mut child = command.spawn().expect("spawn portcullis serve");
         let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         let addr = loop {
             let line = tokio::time::timeout_at(deadline, lines.next_line()).await;
@@ -621,7 +645,7 @@ impl Served {
                 break rest.split('"').next().unwrap().to_owned();
             }
         };
-        let sink = std::sync::Arc::clone(&log);
+        let sink = Arc::clone(&log);
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 sink.lock().unwrap().push_str(&line);

@@ -1,6 +1,10 @@
 //! Sessions (issue 4): refresh-token families with reuse detection, on
 //! both backends.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_token::{Clock as _, ManualClock, SystemClock};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, claims};
@@ -155,9 +159,11 @@ async fn grace_gives_one_successor(backend: Backend) {
 /// A rotated token presented after the grace window ends the session:
 /// the reused token, the live successor and the session's access tokens.
 async fn reuse_after_grace_ends_session(backend: Backend) {
-    let app = TestApp::spawn(
+    let clock = Arc::new(ManualClock::starting_now());
+    let app = TestApp::spawn_on(
         backend,
         "rotate_refresh_tokens = true\nrefresh_reuse_grace = 1\n",
+        &clock,
     )
     .await;
     app.user("alice", "alice-pass", true, false).await;
@@ -169,18 +175,17 @@ async fn reuse_after_grace_ends_session(backend: Backend) {
     let successor = first.json["refresh"].as_str().unwrap().to_owned();
     let access = first.json["access"].as_str().unwrap().to_owned();
     assert_eq!(me(&app, &access).await.0, 200);
-    // Within the window the same successor comes back; poll until the
-    // window (1 s, counted in whole seconds) has passed.
-    let reuse = loop {
-        let again = app
-            .post("/api/token/refresh/", json!({"refresh": refresh}))
-            .await;
-        if again.status != 200 {
-            break again;
-        }
-        assert_eq!(again.json["refresh"].as_str(), Some(successor.as_str()));
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    // Within the window the same successor comes back.
+    let again = app
+        .post("/api/token/refresh/", json!({"refresh": refresh}))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json["refresh"].as_str(), Some(successor.as_str()));
+    // Past the window (1 s, counted in whole seconds) the reuse is one.
+    clock.advance(Duration::from_secs(2));
+    let reuse = app
+        .post("/api/token/refresh/", json!({"refresh": refresh}))
+        .await;
     assert_eq!((reuse.status, reuse.body.as_str()), (401, BLACKLISTED));
     let next = app
         .post("/api/token/refresh/", json!({"refresh": successor}))
@@ -265,7 +270,8 @@ async fn logout_all_ends_every_session(backend: Backend) {
 /// refresh token to end (400 without it), and logout-all still refuses
 /// every access token issued before it.
 async fn logout_without_sessions(backend: Backend) {
-    let app = TestApp::spawn(backend, "").await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let app = TestApp::spawn_on(backend, "", &clock).await;
     app.user("alice", "alice-pass", true, false).await;
     let (refresh, access) = app.login("alice", "alice-pass").await;
     let bare = app
@@ -288,10 +294,7 @@ async fn logout_without_sessions(backend: Backend) {
     assert_eq!((again.status, again.body.as_str()), (401, BLACKLISTED));
     // Not-valid-before is whole seconds, and a token of the same second
     // lives on (it may be a login made just after): let that second pass.
-    let iat = claims(&access)["iat"].as_i64().unwrap();
-    while crate::helpers::now() <= iat {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    clock.advance(Duration::from_secs(1));
     let all = app
         .post_bearer("/api/token/logout-all/", &access, json!({}))
         .await;
@@ -322,10 +325,10 @@ async fn revocation_elsewhere_is_enforced(backend: Backend) {
             break;
         }
         assert!(
-            revoked_at.elapsed() < std::time::Duration::from_secs(2),
+            revoked_at.elapsed() < Duration::from_secs(2),
             "still accepted after 2 s"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;
 }
@@ -518,11 +521,17 @@ async fn pruning_task_removes_expired(backend: Backend) {
     // (PRUNE_INTERVAL, what the CLI then finds to remove)
     for (interval, left) in [(1, 0), (0, 1)] {
         let pruned = left == 0;
-        let app = TestApp::spawn(
+        // Ten seconds behind the wall clock: `tokens flush-expired` (a
+        // process on the wall clock) finds the token expired.
+        let clock = Arc::new(ManualClock::at_millis(
+            SystemClock.now_millis().saturating_sub(10_000),
+        ));
+        let app = TestApp::spawn_on(
             backend,
             &format!(
                 "rotate_refresh_tokens = true\nrefresh_token_lifetime = 1\nprune_interval = {interval}\n"
             ),
+            &clock,
         )
         .await;
         app.user("alice", "alice-pass", true, false).await;
@@ -530,19 +539,20 @@ async fn pruning_task_removes_expired(backend: Backend) {
         let exp = claims(&refresh)["exp"].as_i64().unwrap();
         assert_eq!(app.db.count_rows("outstanding_tokens").await, 1);
         assert_eq!(app.db.count_rows("sessions").await, 1);
-        // Past its exp and two prune intervals, the token must be gone.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while crate::helpers::now() <= exp + 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        // Past its exp, the token must be gone at the next prune.
+        clock.advance(Duration::from_secs(3));
+        assert!(clock.now() > exp);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         if pruned {
             while app.db.count_rows("outstanding_tokens").await > 0
                 || app.db.count_rows("sessions").await > 0
             {
                 assert!(std::time::Instant::now() < deadline, "nothing was pruned");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         } else {
+            // Longer than a prune interval of 1 s: nothing may run.
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
             assert_eq!(app.db.count_rows("outstanding_tokens").await, 1);
             assert_eq!(app.db.count_rows("sessions").await, 1);
         }

@@ -2,8 +2,10 @@
 //! database, with DRF's 429 answer; a lock never tells whether the username
 //! exists; `portcullis user unlock` lifts it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_token::{Clock as _, ManualClock, SystemClock};
 use serde_json::json;
 
 use crate::cli::portcullis;
@@ -76,9 +78,11 @@ async fn lock_after_limit(backend: Backend) {
 /// After `LOGIN_BACKOFF_AFTER` failures each one delays the next attempt,
 /// twice as long each time.
 async fn delays_grow(backend: Backend) {
-    let app = TestApp::spawn(
+    let clock = Arc::new(ManualClock::starting_now());
+    let app = TestApp::spawn_on(
         backend,
         "login_failure_limit = 10\nlogin_backoff_after = 2\n",
+        &clock,
     )
     .await;
     app.user("alice", "right", true, false).await;
@@ -86,10 +90,10 @@ async fn delays_grow(backend: Backend) {
     assert_refused(&app.try_login(PAIR, "alice", "wrong", &[]).await);
     assert_refused(&app.try_login(PAIR, "alice", "wrong", &[]).await);
     assert_throttled(&app.try_login(PAIR, "alice", "right", &[]).await, 2);
-    wait_until_unblocked(&app, "alice").await;
+    move_past_the_delay(&app, &clock, "alice").await;
     assert_refused(&app.try_login(PAIR, "alice", "wrong", &[]).await);
     assert_throttled(&app.try_login(PAIR, "alice", "right", &[]).await, 4);
-    wait_until_unblocked(&app, "alice").await;
+    move_past_the_delay(&app, &clock, "alice").await;
     // A success clears the username's count: the delays start over.
     assert_eq!(app.try_login(PAIR, "alice", "right", &[]).await.status, 200);
     assert_refused(&app.try_login(PAIR, "alice", "wrong", &[]).await);
@@ -97,24 +101,18 @@ async fn delays_grow(backend: Backend) {
     assert_eq!(app.try_login(PAIR, "alice", "right", &[]).await.status, 200);
 }
 
-/// Poll with a harmless request (a missing field is refused before the
-/// throttle) until the delay is over; generous deadline.
-async fn wait_until_unblocked(app: &TestApp, username: &str) {
+/// Move the server's clock to the end of the username's delay.
+async fn move_past_the_delay(app: &TestApp, clock: &ManualClock, username: &str) {
     let key = portcullis_core::throttle_key_for_username(username);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let until = app
-            .auth
-            .throttle_store()
-            .login_blocked_until(&key)
-            .await
-            .unwrap();
-        if until <= app.auth.engine().now_millis() {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "still blocked");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let until = app
+        .auth
+        .throttle_store()
+        .login_blocked_until(&key)
+        .await
+        .unwrap();
+    let left = until.saturating_sub(clock.now_millis());
+    assert!(left > 0, "not blocked");
+    clock.advance(Duration::from_millis(left.unsigned_abs()));
 }
 
 /// Per client address: `X-Forwarded-For` counts only from a trusted proxy.
@@ -237,9 +235,16 @@ async fn store_counts_in_windows(backend: Backend) {
 /// still blocks is kept.
 async fn expired_rows_are_pruned(backend: Backend) {
     for interval in [1, 0] {
-        let app = TestApp::spawn(
+        // Ten seconds behind the wall clock: the rows are stamped in the
+        // past, so `tokens flush-expired` (a process on the wall clock)
+        // finds the counts expired and the lock not.
+        let clock = Arc::new(ManualClock::at_millis(
+            SystemClock.now_millis().saturating_sub(10_000),
+        ));
+        let app = TestApp::spawn_on(
             backend,
             &format!("login_failure_window = 1\nlogin_lockout = 60\nlogin_failure_limit = 2\nprune_interval = {interval}\n"),
+            &clock,
         )
         .await;
         app.user("alice", "alice-pass", true, false).await;
@@ -255,7 +260,7 @@ async fn expired_rows_are_pruned(backend: Backend) {
             assert_eq!(reply.status, 401, "{}", reply.body);
         }
         assert_eq!(app.db.count_rows("login_failures").await, 3);
-        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        clock.advance(Duration::from_millis(2_100));
         if interval == 0 {
             assert_eq!(app.db.count_rows("login_failures").await, 3);
             let mut flush = portcullis(&app.db, &["tokens", "flush-expired"]);
