@@ -14,6 +14,8 @@
 //!   SQL statement, no Argon2), then time the staff console's account
 //!   search (`UserDirectory::search_users`, the query behind
 //!   `/admin/users/?q=…`) for the kinds of search a person makes.
+//! - `login-timing` and `revocation-delay` (`timing.rs`): the timing
+//!   targets of issues 6 and 4, measured against running servers.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 mod search;
+mod timing;
 
 /// The load harness's helpers.
 #[derive(Debug, Parser)]
@@ -76,6 +79,35 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// Time failed logins of an unknown user, a wrong password and an
+    /// inactive user (`alice`, and `ina` inactive with `ina-pass`).
+    LoginTiming {
+        /// The server, such as `http://127.0.0.1:18500`.
+        #[arg(long)]
+        url: String,
+        /// Samples of each kind.
+        #[arg(long, default_value_t = 40)]
+        rounds: usize,
+    },
+    /// Time how long a session ended on one node is still accepted by
+    /// another.
+    RevocationDelay {
+        /// The node the sessions are ended on.
+        #[arg(long)]
+        first: String,
+        /// The node that must refuse the token.
+        #[arg(long)]
+        other: String,
+        /// An active user of the shared database.
+        #[arg(long)]
+        username: String,
+        /// Its password.
+        #[arg(long)]
+        password: String,
+        /// How many sessions to end.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
 }
 
 /// The fixed body: about the size of `GET /api/users/me/`'s answer.
@@ -96,6 +128,14 @@ fn main() -> anyhow::Result<()> {
                 accounts,
                 runs,
             } => search::run(&database_url, accounts, runs).await,
+            Command::LoginTiming { url, rounds } => timing::login_timing(&url, rounds).await,
+            Command::RevocationDelay {
+                first,
+                other,
+                username,
+                password,
+                runs,
+            } => timing::revocation_delay(&first, &other, &username, &password, runs).await,
         }
     })
 }

@@ -36,7 +36,6 @@ mod secrets;
 mod sessions;
 mod shutdown;
 mod throttle;
-mod timing;
 mod tls;
 mod user_cache;
 #[cfg(feature = "wsgi")]

