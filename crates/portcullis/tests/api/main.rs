@@ -19,6 +19,7 @@ mod config;
 mod console;
 mod cookies;
 mod django;
+mod durability;
 mod flows;
 mod front;
 mod front_helpers;
