@@ -283,7 +283,7 @@ impl AuthService {
         }
         self.engine
             .for_user(token_type, user.id, extra)
-            .map_err(internal)
+            .map_err(AuthError::from)
     }
 
     async fn outstand(&self, token: &Token) -> Result<(), AuthError> {
@@ -316,7 +316,7 @@ impl AuthService {
     }
 
     fn encode(&self, token: &Token) -> Result<String, AuthError> {
-        self.engine.encode(token).map_err(internal)
+        Ok(self.engine.encode(token)?)
     }
 }
 
@@ -337,8 +337,4 @@ fn token_user_id(token: &Token, settings: &portcullis_token::TokenSettings) -> O
         UserIdClaim::Id(id) => Some(id),
         _ => None,
     }
-}
-
-fn internal(e: impl std::fmt::Display) -> AuthError {
-    AuthError::Internal(e.to_string())
 }
