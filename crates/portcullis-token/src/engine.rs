@@ -18,8 +18,14 @@ use crate::{Claims, Clock, SigningKeys, Token, TokenError, TokenSettings, TokenT
 /// Signing failed: the keys were checked at load time, so this means the
 /// system random generator or the crypto library failed.
 #[derive(Debug, thiserror::Error)]
-#[error("could not sign a token: {0}")]
-pub struct SignError(String);
+#[error("could not sign a token")]
+pub struct SignError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl SignError {
+    pub(crate) fn new(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(cause.into())
+    }
+}
 
 /// Builds, signs and verifies tokens with the configured key pair, the
 /// database's key set and (optionally) another issuer's keys.
@@ -141,8 +147,7 @@ impl TokenEngine {
         if let Some(configured) = &self.configured_jwk {
             keys.push(configured);
         }
-        let body = serde_json::to_string(&json!({ "keys": keys }))
-            .map_err(|e| SignError(e.to_string()))?;
+        let body = serde_json::to_string(&json!({ "keys": keys })).map_err(SignError::new)?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
         let etag = format!(
             "\"{}\"",
@@ -316,14 +321,12 @@ impl TokenEngine {
             ),
             _ => (configured_header(self.keys.algorithm()), self.keys.as_ref()),
         };
-        let header = serde_json::to_vec(&header).map_err(|e| SignError(e.to_string()))?;
-        let payload = serde_json::to_vec(token.claims()).map_err(|e| SignError(e.to_string()))?;
+        let header = serde_json::to_vec(&header).map_err(SignError::new)?;
+        let payload = serde_json::to_vec(token.claims()).map_err(SignError::new)?;
         let mut message = URL_SAFE_NO_PAD.encode(header);
         message.push('.');
         message.push_str(&URL_SAFE_NO_PAD.encode(payload));
-        let signature = signing
-            .sign(message.as_bytes())
-            .map_err(|e| SignError(e.to_string()))?;
+        let signature = signing.sign(message.as_bytes()).map_err(SignError::new)?;
         message.push('.');
         message.push_str(&signature);
         Ok(message)
@@ -536,7 +539,7 @@ impl serde::de::Visitor<'_> for ClaimName {
 /// A token id as simplejwt makes it: `uuid4().hex`, 32 lowercase hex digits.
 fn new_jti() -> Result<String, SignError> {
     let mut bytes = [0_u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SignError("random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SignError::new("random generator failed"))?;
     // RFC 9562 §5.4: version 4, variant 10xx.
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;

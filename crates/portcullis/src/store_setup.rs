@@ -20,7 +20,7 @@ const GENERATED_KEY_SETTING: &str = "generated_signing_key";
 pub async fn open_store(loaded: &Loaded) -> anyhow::Result<SqlStore> {
     SqlStore::connect(&loaded.config.database_url)
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.origin("database_url")))
+        .map_err(|e| anyhow::Error::new(e).context(loaded.origin("database_url")))
 }
 
 /// The configured key pair, or — for HMAC with no key configured — the
@@ -92,5 +92,6 @@ pub async fn auth_service(
 
 /// The password hasher with `workers` slots (one per core for `serve`).
 pub fn hasher(loaded: &Loaded, workers: usize) -> Result<PasswordHasher, ConfigError> {
-    PasswordHasher::new(loaded.hash_params()?, workers).map_err(ConfigError)
+    PasswordHasher::new(loaded.hash_params()?, workers)
+        .map_err(|e| ConfigError(portcullis_core::error_chain(&e).to_string()))
 }

@@ -498,6 +498,39 @@ async fn an_app_that_cannot_be_imported_stops_serve_with_the_reason() {
     );
 }
 
+/// An app that raises (outside any framework that would answer for it):
+/// the mount's generic 500, the traceback in the log only.
+#[tokio::test]
+async fn an_app_that_raises_answers_the_generic_failure() {
+    let site = Site::new().await;
+    std::fs::write(
+        site.site().join("raising.py"),
+        "def application(environ, start_response):\n    \
+         raise RuntimeError('a secret in the traceback')\n",
+    )
+    .unwrap();
+    let config = site.site().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        "[[wsgi]]\nprefix = \"/r/\"\napp = \"raising:application\"\nworkers = 1\n",
+    )
+    .unwrap();
+    let mut command = serve_in(site.dir.path());
+    command.arg("--config").arg(&config);
+    let served = Served::start(command).await.unwrap();
+    let client = reqwest::Client::new();
+    wait_ready(&served, &client, &served.base).await;
+    let answer = client.get(served.url("/r/")).send().await.unwrap();
+    assert_eq!(answer.status(), 500);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    assert_eq!(
+        answer.text().await.unwrap(),
+        r#"{"detail":"The application failed to answer.","code":"application_error"}"#
+    );
+    served.wait_for_log("a secret in the traceback").await;
+    served.terminate().await;
+}
+
 #[tokio::test]
 async fn readyz_waits_for_the_import_and_sighup_reloads_the_code() {
     let site = Site::new().await;
@@ -521,6 +554,10 @@ async fn readyz_waits_for_the_import_and_sighup_reloads_the_code() {
     // The app sleeps a second on import: not ready yet.
     let early = client.get(served.url("/readyz")).send().await.unwrap();
     assert_eq!(early.status(), 503);
+    assert_eq!(
+        early.text().await.unwrap(),
+        r#"{"detail":"The database is unreachable."}"#
+    );
     wait_ready(&served, &client, &served.base).await;
     let text = |r: reqwest::Response| async move {
         assert_eq!(r.status(), 200);
