@@ -37,6 +37,7 @@ mod sessions;
 mod shutdown;
 mod throttle;
 mod timing;
+mod token_cache;
 mod tls;
 mod user_cache;
 #[cfg(feature = "wsgi")]
