@@ -55,7 +55,11 @@ fn sign_verify(c: &mut Criterion) {
         });
         // The same token again, found in the verified-token cache.
         group.bench_function("verify (cached)", |b| {
-            b.iter(|| engine.decode_cached(black_box(raw.as_bytes())).expect("valid"));
+            b.iter(|| {
+                engine
+                    .decode_cached(black_box(raw.as_bytes()))
+                    .expect("valid")
+            });
         });
         group.finish();
     }

@@ -38,7 +38,6 @@
 //! than moka's time-to-live support, which this cache does not need since
 //! `exp` is checked on every hit anyway.
 
-use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq as _;
@@ -171,6 +170,7 @@ impl<K, S: std::hash::BuildHasher> TokenCache<K, S> {
     }
 
     /// The most tokens it holds.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         usize::try_from(self.entries.capacity()).unwrap_or(usize::MAX)
     }
@@ -182,7 +182,14 @@ mod tests {
     use crate::Claims;
 
     fn entry(raw: &[u8], exp: i64) -> Verified<()> {
-        Verified::new(raw, Token::from_claims(Claims::new()), None, (), Some(exp), None)
+        Verified::new(
+            raw,
+            Token::from_claims(Claims::new()),
+            None,
+            (),
+            Some(exp),
+            None,
+        )
     }
 
     /// A client sending a million distinct valid tokens: the cache never

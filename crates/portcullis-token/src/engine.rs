@@ -217,7 +217,8 @@ impl TokenEngine {
         if raw.len() > self.settings.max_token_bytes {
             return Err(TokenError::Invalid);
         }
-        self.decode_at(raw, self.now()).map(|verified| verified.token)
+        self.decode_at(raw, self.now())
+            .map(|verified| verified.token)
     }
 
     /// [`Self::decode`], through the verified-token cache (`cache.rs`): a
@@ -908,7 +909,11 @@ mod tests {
             signed(&e, json!({"exp": NOW + 60, "nbf": NOW + 6})),
             signed(&e, json!({"jti": "no exp"})),
             signed(&e, json!({"exp": NOW + 60, "jti": 5})),
-            hs256(r#"{"alg":"HS256","kid":"nobody"}"#, &json!({"exp": NOW + 60}), KEY),
+            hs256(
+                r#"{"alg":"HS256","kid":"nobody"}"#,
+                &json!({"exp": NOW + 60}),
+                KEY,
+            ),
             "a.b.c".to_owned(),
         ];
         for round in 0..3 {
@@ -920,12 +925,19 @@ mod tests {
                 );
             }
         }
-        assert_eq!(e.cached_tokens(), 2, "the valid one and the kid nobody knows");
+        assert_eq!(
+            e.cached_tokens(),
+            2,
+            "the valid one and the kid nobody knows"
+        );
         let off = engine(TokenSettings {
             token_cache_size: 0,
             ..TokenSettings::default()
         });
-        assert_eq!(off.decode_cached(valid.as_bytes()), off.decode(valid.as_bytes()));
+        assert_eq!(
+            off.decode_cached(valid.as_bytes()),
+            off.decode(valid.as_bytes())
+        );
         assert_eq!(off.cached_tokens(), 0);
     }
 
@@ -986,7 +998,10 @@ mod tests {
         assert_eq!(e.cached_tokens(), 1);
         clock.set(NOW + 5);
         assert_eq!(decode(), Err(TokenError::Invalid));
-        assert_eq!(e.decode(raw.as_bytes()).map(|_| ()), Err(TokenError::Invalid));
+        assert_eq!(
+            e.decode(raw.as_bytes()).map(|_| ()),
+            Err(TokenError::Invalid)
+        );
 
         // Reloaded with the same key: still the same key, still a hit.
         clock.set(NOW);

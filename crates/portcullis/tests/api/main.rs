@@ -37,8 +37,8 @@ mod sessions;
 mod shutdown;
 mod throttle;
 mod timing;
-mod token_cache;
 mod tls;
+mod token_cache;
 mod user_cache;
 #[cfg(feature = "wsgi")]
 mod wsgi;

@@ -37,7 +37,11 @@ async fn cached(app: &TestApp, access: &str) {
 /// The next request with the token, on both routes, is refused with `body`.
 async fn refused(app: &TestApp, access: &str, status: u16, body: &str) {
     for path in ["/api/users/me/", "/auth/verify"] {
-        assert_eq!(get(app, path, access).await, (status, body.to_owned()), "{path}");
+        assert_eq!(
+            get(app, path, access).await,
+            (status, body.to_owned()),
+            "{path}"
+        );
     }
 }
 
