@@ -47,7 +47,8 @@ use crate::Token;
 /// A token verified earlier, with what its reuse depends on.
 #[derive(Debug)]
 pub(crate) struct Verified<K> {
-    /// The token, byte for byte.
+    /// The token, byte for byte (set when cached: decoding alone never
+    /// copies the token).
     raw: Box<[u8]>,
     /// Its claims, as decoding read them.
     pub(crate) token: Token,
@@ -62,9 +63,8 @@ pub(crate) struct Verified<K> {
 }
 
 impl<K> Verified<K> {
-    /// What decoding `raw` established.
+    /// What decoding a token established.
     pub(crate) fn new(
-        raw: &[u8],
         token: Token,
         kid: Option<String>,
         key: K,
@@ -72,7 +72,7 @@ impl<K> Verified<K> {
         not_before: Option<i64>,
     ) -> Self {
         Self {
-            raw: raw.into(),
+            raw: Box::default(),
             token,
             kid: kid.map(String::into_boxed_str),
             key,
@@ -153,10 +153,12 @@ impl<K, S: std::hash::BuildHasher> TokenCache<K, S> {
         bool::from(entry.raw.as_ref().ct_eq(raw)).then_some(entry)
     }
 
-    /// Remember a verified token (replacing any entry under its hash).
-    pub(crate) fn insert(&self, entry: Verified<K>) {
-        let hash = self.keyed.hash_one(&*entry.raw);
-        self.entries.insert(hash, Arc::new(entry));
+    /// Remember what decoding `raw` established (replacing any entry under
+    /// its hash).
+    pub(crate) fn insert(&self, raw: &[u8], mut entry: Verified<K>) {
+        entry.raw = raw.into();
+        self.entries
+            .insert(self.keyed.hash_one(raw), Arc::new(entry));
     }
 
     /// Forget the entry for these bytes (it no longer holds).
@@ -181,15 +183,8 @@ mod tests {
     use super::*;
     use crate::Claims;
 
-    fn entry(raw: &[u8], exp: i64) -> Verified<()> {
-        Verified::new(
-            raw,
-            Token::from_claims(Claims::new()),
-            None,
-            (),
-            Some(exp),
-            None,
-        )
+    fn entry(exp: i64) -> Verified<()> {
+        Verified::new(Token::from_claims(Claims::new()), None, (), Some(exp), None)
     }
 
     /// A client sending a million distinct valid tokens: the cache never
@@ -209,7 +204,7 @@ mod tests {
             assert!(cache.capacity() <= bound, "{bound}: {}", cache.capacity());
             for i in 0..tokens {
                 let raw = format!("eyJhbGciOiJIUzI1NiJ9.{i}.signature");
-                cache.insert(entry(raw.as_bytes(), 1));
+                cache.insert(raw.as_bytes(), entry(1));
                 if i % 1000 == 0 {
                     assert!(cache.len() <= bound, "{bound}: {} after {i}", cache.len());
                 }
@@ -239,12 +234,12 @@ mod tests {
             fn write(&mut self, _: &[u8]) {}
         }
         let cache = TokenCache::<(), _>::with_hasher(10, Collide).unwrap();
-        cache.insert(entry(b"a.b.c", 1));
+        cache.insert(b"a.b.c", entry(1));
         assert_eq!(cache.get(b"a.b.c").map(|e| e.exp), Some(Some(1)));
         assert!(cache.get(b"a.b.d").is_none(), "same length, other bytes");
         assert!(cache.get(b"a.b.cc").is_none(), "a longer token");
         assert!(cache.get(b"a.b.").is_none(), "a prefix");
-        cache.insert(entry(b"a.b.d", 2));
+        cache.insert(b"a.b.d", entry(2));
         assert!(cache.get(b"a.b.c").is_none(), "replaced");
         assert_eq!(cache.get(b"a.b.d").map(|e| e.exp), Some(Some(2)));
         cache.remove(b"a.b.d");
@@ -254,7 +249,7 @@ mod tests {
     /// The time rules of `decode`, at their boundaries.
     #[test]
     fn time_claims_are_checked_as_decode_checks_them() {
-        let mut e = entry(b"t", 100);
+        let mut e = entry(100);
         assert!(e.in_time(99, 0));
         assert!(!e.in_time(100, 0), "exp <= now is expired");
         assert!(e.in_time(109, 10));

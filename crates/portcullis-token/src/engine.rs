@@ -250,7 +250,7 @@ impl TokenEngine {
             return Ok(verified.token);
         }
         let token = verified.token.clone();
-        cache.insert(verified);
+        cache.insert(raw, verified);
         Ok(token)
     }
 
@@ -344,7 +344,6 @@ impl TokenEngine {
             }
         }
         Ok(Verified::new(
-            raw,
             Token::from_claims(claims),
             kid,
             verifier,
