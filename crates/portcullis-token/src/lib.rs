@@ -19,6 +19,7 @@
 //! (RFC 8725 §3.1). The `alg` header only has to agree; it never chooses.
 
 mod auth_header;
+mod cache;
 mod claims;
 mod clock;
 pub mod drf;

@@ -189,6 +189,8 @@ pub struct Config {
     pub password_hash_parallelism: u32,
     /// `MAX_TOKEN_BYTES`: longer tokens are invalid without parsing.
     pub max_token_bytes: usize,
+    /// `TOKEN_CACHE_SIZE`: verified tokens remembered (entries); 0 turns it off.
+    pub token_cache_size: usize,
     /// `MAX_BODY_BYTES`: larger request bodies get a 413.
     pub max_body_bytes: usize,
     /// `LOG`: a tracing filter such as `info` or `portcullis=debug`.
@@ -478,6 +480,7 @@ impl Default for Config {
             password_hash_iterations: hash.iterations,
             password_hash_parallelism: hash.parallelism,
             max_token_bytes: defaults.max_token_bytes,
+            token_cache_size: defaults.token_cache_size,
             max_body_bytes: 1024 * 1024,
             // sqlx reports PostgreSQL notices (such as "relation already
             // exists, skipping" on every migration check) at info.
@@ -656,6 +659,7 @@ impl Loaded {
                 &c.sliding_token_refresh_exp_claim,
             )?,
             max_token_bytes: c.max_token_bytes,
+            token_cache_size: c.token_cache_size,
         })
     }
 

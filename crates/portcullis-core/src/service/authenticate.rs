@@ -16,7 +16,7 @@ impl AuthService {
     /// kept for compatibility), and then answers a 400.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify(&self, raw: &str) -> Result<(), AuthError> {
-        let token = self.decode(raw.as_bytes()).await?;
+        let token = self.decode_cached(raw.as_bytes()).await?;
         token.verify(self.engine.settings(), self.engine.now(), None)?;
         if self.settings.blacklist_after_rotation
             && let Some(jti) = token.jti(self.engine.settings())
@@ -110,7 +110,7 @@ impl AuthService {
             |token_type| async move {
                 Ok(match token_type {
                     TokenType::Access => portcullis_token::check_access(
-                        self.decode(raw).await,
+                        self.decode_cached(raw).await,
                         &self.engine,
                         token_type,
                     ),

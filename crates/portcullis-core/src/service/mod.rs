@@ -240,13 +240,28 @@ impl AuthService {
     /// The engine's decode; a token whose kid nobody knows makes the
     /// `JWK_URL` keys be refetched (rate-limited) and is then tried again.
     async fn decode(&self, raw: &[u8]) -> Result<Token, TokenError> {
-        match self.engine.decode(raw) {
+        self.decode_with(raw, TokenEngine::decode).await
+    }
+
+    /// [`Self::decode`] through the verified-token cache
+    /// ([`TokenEngine::decode_cached`]): for the tokens presented again and
+    /// again (access tokens, verify). Refresh tokens, used once, skip it.
+    async fn decode_cached(&self, raw: &[u8]) -> Result<Token, TokenError> {
+        self.decode_with(raw, TokenEngine::decode_cached).await
+    }
+
+    async fn decode_with(
+        &self,
+        raw: &[u8],
+        decode: fn(&TokenEngine, &[u8]) -> Result<Token, TokenError>,
+    ) -> Result<Token, TokenError> {
+        match decode(&self.engine, raw) {
             Err(TokenError::Invalid) => {
                 if let Some(source) = &self.key_source
                     && self.engine.unknown_kid(raw).is_some()
                     && source.refresh_for_unknown_kid(&self.engine).await
                 {
-                    self.engine.decode(raw)
+                    decode(&self.engine, raw)
                 } else {
                     Err(TokenError::Invalid)
                 }

@@ -39,6 +39,7 @@ mod shutdown;
 mod throttle;
 mod timing;
 mod tls;
+mod token_cache;
 mod user_cache;
 #[cfg(feature = "wsgi")]
 mod wsgi;
