@@ -4,7 +4,7 @@
 use askama::Template as _;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use portcullis_core::{AuthError, StoreError};
+use portcullis_core::{AuthError, HasherError, StoreError};
 
 use crate::pages::ErrorPage;
 
@@ -27,21 +27,18 @@ pub enum ConsoleError {
     /// The form could not be read.
     #[error("{0}")]
     BadForm(&'static str),
-    /// The database or a flow failed.
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for ConsoleError {
-    fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
-    }
-}
-
-impl From<AuthError> for ConsoleError {
-    fn from(e: AuthError) -> Self {
-        Self::Internal(e.to_string())
-    }
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A flow failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Hashing a new password failed.
+    #[error(transparent)]
+    Hash(#[from] HasherError),
+    /// A page could not be rendered.
+    #[error("cannot render a page")]
+    Render(#[source] askama::Error),
 }
 
 impl IntoResponse for ConsoleError {
@@ -60,8 +57,8 @@ impl IntoResponse for ConsoleError {
                 "There is no such page, account or key.",
             ),
             Self::BadForm(why) => (StatusCode::BAD_REQUEST, "Form refused", why),
-            Self::Internal(e) => {
-                tracing::error!(error = %e, "the console failed");
+            e @ (Self::Store(_) | Self::Auth(_) | Self::Hash(_) | Self::Render(_)) => {
+                tracing::error!(error = %portcullis_core::error_chain(&e), "the console failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",

@@ -151,7 +151,8 @@ impl ConsoleState {
             .detail(detail)
             .address(address);
         if let Err(e) = self.inner.audit.record_audit(&entry).await {
-            tracing::error!(error = %e, action = action.as_str(), "cannot record an audit entry");
+            let error = portcullis_core::error_chain(&e);
+            tracing::error!(%error, action = action.as_str(), "cannot record an audit entry");
         }
     }
 

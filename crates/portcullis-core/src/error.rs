@@ -1,10 +1,16 @@
-//! Every way a simplejwt flow can refuse, mapped one-to-one to the bodies
-//! simplejwt sends. The HTTP layer owns the mapping to status codes.
+//! Every way a simplejwt flow can refuse. A protected endpoint's refusals
+//! are the token crate's [`Rejection`] as they are (bodies shared with
+//! `portcullis-verify`); the variants here are the token endpoints' own.
+//! The HTTP layer owns the mapping to status codes.
 
-pub use portcullis_token::TokenMessage;
-use portcullis_token::{Rejection, TokenError};
+use std::error::Error;
+use std::fmt;
+
+pub use portcullis_token::{Rejection, TokenMessage};
+use portcullis_token::{SignError, TokenError};
 
 use crate::StoreError;
+use crate::password::HasherError;
 
 /// Why a request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -12,39 +18,25 @@ pub enum AuthError {
     /// A token endpoint rejected its token: 401 `{"detail","code":"token_not_valid"}`.
     #[error("{0}")]
     Token(#[from] TokenError),
+    /// A protected endpoint refused the request (no or bad credentials,
+    /// an unknown or inactive user, a changed password): the body and
+    /// status of [`Rejection`].
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
     /// Login failed: 401 `{"detail":"No active account found with the given credentials"}`.
     #[error("No active account found with the given credentials")]
     NoActiveAccount,
     /// Refresh for a missing or inactive user: 401, no `code`.
     #[error("No active account found for the given token.")]
     NoActiveAccountForToken,
-    /// Refresh after a password change (`CHECK_REVOKE_TOKEN`): 401, no `code`.
-    #[error("The user's password has been changed.")]
+    /// Refresh after a password change (`CHECK_REVOKE_TOKEN`): 401 with
+    /// [`Rejection::PasswordChanged`]'s message but no `code` (simplejwt's
+    /// `TokenRefreshSerializer` raises `AuthenticationFailed` without one).
+    #[error("{}", Rejection::PasswordChanged.message())]
     PasswordChangedOnRefresh,
     /// The verify endpoint found the token blacklisted: 400 `non_field_errors`.
-    #[error("Token is blacklisted")]
+    #[error("{}", TokenError::Blacklisted)]
     VerifyBlacklisted,
-    /// No credentials on a protected endpoint.
-    #[error("Authentication credentials were not provided.")]
-    NotAuthenticated,
-    /// `Bearer` with zero or several values.
-    #[error("Authorization header must contain two space-delimited values")]
-    BadAuthorizationHeader,
-    /// No accepted token class validated the token.
-    #[error("Given token not valid for any token type")]
-    NoValidTokenType(Vec<TokenMessage>),
-    /// The token has no `USER_ID_CLAIM`.
-    #[error("Token contained no recognizable user identification")]
-    NoUserIdentification,
-    /// The token's user does not exist.
-    #[error("User not found")]
-    UserNotFound,
-    /// The token's user is inactive.
-    #[error("User is inactive")]
-    UserInactive,
-    /// `CHECK_REVOKE_TOKEN` and the password changed since issue.
-    #[error("The user's password has been changed.")]
-    PasswordChanged,
     /// Logout with a token that names no session (`REFRESH_REUSE_DETECTION`
     /// off) and no refresh token to blacklist: 400.
     #[error("This token belongs to no session: send the refresh token to end.")]
@@ -60,33 +52,43 @@ pub enum AuthError {
     /// The storage failed: 500, logged, never shown.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Something else failed inside (signing, hashing): 500, logged.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Hashing or verifying a password failed: 500, logged.
+    #[error("internal error")]
+    Hash(#[from] HasherError),
+    /// Signing a token (or writing the JWKS) failed: 500, logged.
+    #[error("internal error")]
+    Sign(#[from] SignError),
 }
 
-impl AuthError {
-    /// The protected-endpoint refusal this is, shared with `portcullis-verify`
-    /// (which answers the same bodies); `None` for the token endpoints' own
-    /// errors and for internal failures.
-    #[must_use]
-    pub fn rejection(&self) -> Option<Rejection> {
-        Some(match self {
-            Self::NotAuthenticated => Rejection::NotAuthenticated,
-            Self::BadAuthorizationHeader => Rejection::BadAuthorizationHeader,
-            Self::NoValidTokenType(messages) => Rejection::NoValidTokenType(messages.clone()),
-            Self::NoUserIdentification => Rejection::NoUserIdentification,
-            Self::UserNotFound => Rejection::UserNotFound,
-            Self::UserInactive => Rejection::UserInactive,
-            Self::PasswordChanged => Rejection::PasswordChanged,
-            _ => return None,
-        })
+/// An error and every cause under it, as `error: cause: cause's cause`:
+/// what the log and the command line show of a failure (the way
+/// `anyhow` writes `{:#}`), so the chain its [`Error::source`]s keep is
+/// never cut to the outermost message.
+#[must_use]
+pub fn error_chain(e: &dyn Error) -> impl fmt::Display + '_ {
+    ErrorChain(e)
+}
+
+struct ErrorChain<'a>(&'a dyn Error);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::AuthError;
+    use crate::StoreError;
 
     /// DRF's `Throttled` wording, singular at exactly one second.
     #[test]
@@ -98,6 +100,22 @@ mod tests {
         assert_eq!(
             AuthError::Throttled(900).to_string(),
             "Request was throttled. Expected available in 900 seconds."
+        );
+    }
+
+    /// A storage failure keeps what caused it, for the log.
+    #[test]
+    fn internal_failures_keep_their_cause() {
+        let cause = std::io::Error::other("disk on fire");
+        let e = AuthError::from(StoreError::database("cannot write", cause));
+        assert_eq!(e.to_string(), "database error: cannot write");
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("disk on fire")
+        );
+        assert_eq!(
+            crate::error_chain(&e).to_string(),
+            "database error: cannot write: disk on fire"
         );
     }
 }

@@ -20,18 +20,18 @@ mod user_cache;
 
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter, AuditRecord, AuditStore, Target};
 pub use directory::{UserDirectory, UserQuery};
-pub use error::{AuthError, TokenMessage};
-pub use password::{HashParams, PasswordHasher, Verified};
+pub use error::{AuthError, Rejection, TokenMessage, error_chain};
+pub use password::{HashParams, HasherError, PasswordHasher, UnusableHash, Verified};
 pub use service::{
     AuthService, AuthSettings, Authenticated, Credentials, KeySource, SESSION_CLAIM, TokenPair,
 };
 pub use store::{
-    Client, ImportedUser, KeyStore, LoginFailures, OutstandingToken, Revocations, RotationClaim,
-    Session, SessionStore, Store, StoreError, Successor, ThrottleStore, TokenStore, Upserted,
-    UserStore,
+    Client, DatabaseError, ImportedUser, KeyStore, LoginFailures, OutstandingToken, Revocations,
+    RotationClaim, Session, SessionStore, Store, StoreError, Successor, ThrottleStore, TokenStore,
+    Upserted, UserStore,
 };
 pub use throttle::{ThrottleSettings, throttle_key_for_username};
-pub use user::{NewUser, User, Username};
+pub use user::{InvalidUsername, NewUser, User, Username};
 
 /// Counter of logins (`/api/token/`, `/api/token/sliding/`) by `result`:
 /// `success`, `bad_credentials` (unknown user or wrong password),

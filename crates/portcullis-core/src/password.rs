@@ -18,6 +18,7 @@
 //! than ours (say PBKDF2 at 1,000,000 iterations) takes its own time until
 //! its user logs in once, as it did in Django.
 
+use std::error::Error;
 use std::sync::Arc;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
@@ -48,6 +49,49 @@ impl Default for HashParams {
     }
 }
 
+/// The hasher failed: the password was neither hashed nor checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HasherError {
+    /// The configured Argon2 costs are outside Argon2's range.
+    #[error("invalid Argon2 parameters")]
+    Params(#[source] argon2::Error),
+    /// Argon2 could not hash: no random salt, or no memory for the work.
+    #[error("could not hash the password")]
+    Hash(#[source] Box<dyn Error + Send + Sync>),
+    /// The blocking task that ran the hash failed (it panicked or the
+    /// runtime is shutting down).
+    #[error("password hashing task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// The hasher's queue is closed.
+    #[error("the password hasher has stopped")]
+    Stopped(#[source] tokio::sync::AcquireError),
+}
+
+/// Why a stored hash can never match. The messages never quote the hash
+/// (it may be a plaintext password someone stored by mistake).
+#[derive(Debug, thiserror::Error)]
+pub enum UnusableHash {
+    /// A Django value that cannot be verified.
+    #[error(transparent)]
+    Django(#[from] portcullis_django::HashError),
+    /// A `$argon2…` value that is not a PHC string.
+    #[error("malformed Argon2 PHC string")]
+    Malformed(#[source] argon2::password_hash::phc::Error),
+    /// A PHC string whose parameters Argon2 refuses.
+    #[error("invalid Argon2 parameters")]
+    Params(#[source] argon2::password_hash::Error),
+    /// A cost above the caps that imported Django hashes have too.
+    #[error("Argon2 hash asks for {what} = {value}, above the limit of {limit}")]
+    CostTooHigh {
+        /// Which cost: `memory (KiB)`, `time (passes)` or `lanes`.
+        what: &'static str,
+        /// What the hash asks for.
+        value: u32,
+        /// The cap.
+        limit: u32,
+    },
+}
+
 /// Hashes and verifies passwords on a bounded blocking pool.
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
@@ -60,14 +104,14 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     /// A hasher with the given cost and at most `concurrency` computations
     /// at once (use the number of cores).
-    pub fn new(params: HashParams, concurrency: usize) -> Result<Self, String> {
+    pub fn new(params: HashParams, concurrency: usize) -> Result<Self, HasherError> {
         let params = Params::new(
             params.memory_kib,
             params.iterations,
             params.parallelism,
             None,
         )
-        .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+        .map_err(HasherError::Params)?;
         let dummy_hash = hash_blocking(&params, "portcullis dummy password")?;
         Ok(Self {
             params,
@@ -80,12 +124,12 @@ impl PasswordHasher {
     /// Why a stored hash can never match, or `Ok` if it can be verified
     /// (or is an unusable password, which is valid and never matches).
     /// Cheap: it parses, it does not hash. The reasons never quote the hash.
-    pub fn check_stored(&self, stored: &str) -> Result<(), String> {
+    pub fn check_stored(&self, stored: &str) -> Result<(), UnusableHash> {
         parse_stored(stored, &self.limits).map(|_| ())
     }
 
     /// Hash a password into an Argon2id PHC string.
-    pub async fn hash(&self, password: SecretString) -> Result<String, String> {
+    pub async fn hash(&self, password: SecretString) -> Result<String, HasherError> {
         let params = self.params.clone();
         self.run(move || hash_blocking(&params, password.expose_secret()))
             .await?
@@ -98,7 +142,7 @@ impl PasswordHasher {
         &self,
         password: SecretString,
         stored: Option<String>,
-    ) -> Result<Verified, String> {
+    ) -> Result<Verified, HasherError> {
         let dummy = Arc::clone(&self.dummy_hash);
         let params = self.params.clone();
         let limits = self.limits;
@@ -122,7 +166,7 @@ impl PasswordHasher {
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, HasherError> {
         // The queue time is what a login flood costs honest users: exported
         // as a histogram so an operator sees the semaphore saturate before
         // logins time out.
@@ -130,12 +174,12 @@ impl PasswordHasher {
         let _permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(HasherError::Stopped)?;
         metrics::histogram!(crate::HASH_QUEUE_SECONDS).record(queued.elapsed().as_secs_f64());
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(work))
             .await
-            .map_err(|e| format!("password hashing task failed: {e}"))
+            .map_err(HasherError::Task)
     }
 }
 
@@ -156,26 +200,27 @@ fn argon2(params: &Params) -> Argon2<'static> {
 /// fresh random salt of the recommended length, the configured output
 /// length), with working memory from [`working_memory`], as verifications
 /// have.
-fn hash_blocking(params: &Params, password: &str) -> Result<String, String> {
-    let cannot = |e: &dyn std::fmt::Display| format!("could not hash the password: {e}");
-    let salt = argon2::password_hash::try_generate_salt().map_err(|e| cannot(&e))?;
-    let salt = Salt::new(&salt).map_err(|e| cannot(&e))?;
+fn hash_blocking(params: &Params, password: &str) -> Result<String, HasherError> {
+    fn cannot(e: impl Into<Box<dyn Error + Send + Sync>>) -> HasherError {
+        HasherError::Hash(e.into())
+    }
+    let salt = argon2::password_hash::try_generate_salt().map_err(cannot)?;
+    let salt = Salt::new(&salt).map_err(cannot)?;
     let mut output = [0_u8; Output::MAX_LENGTH];
     let output = output
         .get_mut(..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN))
-        .ok_or_else(|| cannot(&"output length"))?;
-    let memory =
-        working_memory(params.block_count()).ok_or_else(|| cannot(&"not enough memory"))?;
+        .ok_or_else(|| cannot("output length"))?;
+    let memory = working_memory(params.block_count()).ok_or_else(|| cannot("not enough memory"))?;
     let argon = argon2(params);
     argon
         .hash_password_into_with_memory(password.as_bytes(), &salt, output, memory)
-        .map_err(|e| cannot(&e))?;
+        .map_err(cannot)?;
     let hash = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(params).map_err(|e| cannot(&e))?,
+        params: ParamsString::try_from(params).map_err(cannot)?,
         salt: Some(salt),
-        hash: Some(Output::new(output).map_err(|e| cannot(&e))?),
+        hash: Some(Output::new(output).map_err(cannot)?),
     };
     Ok(hash.to_string())
 }
@@ -233,15 +278,12 @@ enum Stored {
     Django(DjangoHash),
 }
 
-fn parse_stored(stored: &str, limits: &CostLimits) -> Result<Stored, String> {
+fn parse_stored(stored: &str, limits: &CostLimits) -> Result<Stored, UnusableHash> {
     if !stored.starts_with("$argon2") {
-        return DjangoHash::parse(stored, limits)
-            .map(Stored::Django)
-            .map_err(|e| e.to_string());
+        return Ok(Stored::Django(DjangoHash::parse(stored, limits)?));
     }
-    let hash =
-        PasswordHash::new(stored).map_err(|e| format!("malformed Argon2 PHC string: {e}"))?;
-    let params = Params::try_from(&hash).map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+    let hash = PasswordHash::new(stored).map_err(UnusableHash::Malformed)?;
+    let params = Params::try_from(&hash).map_err(UnusableHash::Params)?;
     // The same caps as an imported Django Argon2 hash.
     for (what, value, limit) in [
         (
@@ -253,9 +295,7 @@ fn parse_stored(stored: &str, limits: &CostLimits) -> Result<Stored, String> {
         ("lanes", params.p_cost(), limits.max_argon2_lanes),
     ] {
         if value > limit {
-            return Err(format!(
-                "Argon2 hash asks for {what} = {value}, above the limit of {limit}"
-            ));
+            return Err(UnusableHash::CostTooHigh { what, value, limit });
         }
     }
     Ok(Stored::Phc(Box::new(hash), params))
@@ -273,6 +313,7 @@ fn verify_stored(
         Err(reason) => {
             // The reason never quotes the hash (it may be a plaintext
             // password someone stored by mistake).
+            let reason = crate::error_chain(&reason);
             tracing::warn!(%reason, "stored password hash refused without verifying it");
             return None;
         }
@@ -466,7 +507,7 @@ mod tests {
                     needs_rehash: false
                 }
             );
-            assert_eq!(hasher.check_stored(stored), Ok(()));
+            assert!(hasher.check_stored(stored).is_ok(), "{stored}");
         }
     }
 
@@ -489,7 +530,8 @@ mod tests {
                 "unsupported Django password hasher: crypt (Django's CryptPasswordHasher, removed in Django 5.0, stored the host's crypt(3) output, usually DES; no maintained pure-Rust crypt(3) exists, so these users must reset their passwords)",
             ),
         ] {
-            assert_eq!(hasher.check_stored(stored), Err(reason.to_owned()));
+            let refused = hasher.check_stored(stored).unwrap_err();
+            assert_eq!(crate::error_chain(&refused).to_string(), reason);
             let verified = hasher
                 .verify("password".into(), Some(stored.to_owned()))
                 .await
@@ -497,7 +539,7 @@ mod tests {
             assert!(!verified.matched, "{stored}");
         }
         // Unusable passwords are valid rows that never match.
-        assert_eq!(hasher.check_stored("!abc"), Ok(()));
+        assert!(hasher.check_stored("!abc").is_ok());
         assert!(
             !hasher
                 .verify("!abc".into(), Some("!abc".into()))

@@ -4,6 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use portcullis_core::{AuthError, Authenticated};
+use portcullis_token::Rejection;
 
 use crate::{ApiError, AppState};
 
@@ -55,7 +56,7 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match MaybeAuthUser::from_request_parts(parts, state).await?.0 {
             Some(authenticated) => Ok(Self(authenticated)),
-            None => Err(AuthError::NotAuthenticated.into()),
+            None => Err(AuthError::from(Rejection::NotAuthenticated).into()),
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The one place errors become responses, with the bodies DRF and
-//! simplejwt send. Internal failures are logged here and shown as DRF's
-//! generic 500 body, never with their cause.
+//! simplejwt send (written by [`portcullis_token::drf`], the wire format
+//! `portcullis-verify` shares). The API's handlers, the server's
+//! middleware, static files, reverse proxy and WSGI mounts all answer
+//! their errors with an [`ApiError`]. Internal failures are logged here,
+//! with their causes, and shown as DRF's generic 500 body, never with them.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::AuthError;
+use portcullis_token::drf;
 use serde_json::{Map, Value, json};
 
 /// Every way a request can fail.
@@ -45,10 +49,80 @@ pub enum ApiError {
     /// The redirect listener got no `Host` naming a server to send the
     /// client to.
     MissingHost,
+    /// A mount could not get an answer from the upstream or the WSGI app
+    /// it serves (or the request body for it).
+    Mount(MountError),
+}
+
+/// What a mount answers when it cannot get an answer from what it serves:
+/// bodies that never vary, the reason being in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountError {
     /// An `[[upstream]]` that cannot be reached or broke the exchange.
     BadGateway,
     /// An `[[upstream]]` that did not connect or answer in time.
     GatewayTimeout,
+    /// A request body that broke off before its end, where it must be
+    /// received whole first (a `[[wsgi]]` mount).
+    IncompleteBody,
+    /// A `[[wsgi]]` app raised, or sent an answer that is not HTTP: 500.
+    ApplicationFailed,
+    /// A `[[wsgi]]` worker process died while answering: 502.
+    WorkerDied,
+    /// A `[[wsgi]]` app did not answer within its timeout: 504.
+    ApplicationTimeout,
+    /// A `[[wsgi]]` app that has no worker to answer (still starting, or
+    /// failing to): 503 with `Retry-After: 1`.
+    ApplicationUnavailable,
+}
+
+impl MountError {
+    /// The status, `detail` and `code`.
+    fn parts(self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::BadGateway => (
+                StatusCode::BAD_GATEWAY,
+                "The upstream server is unreachable or sent an invalid response.",
+                "bad_gateway",
+            ),
+            Self::GatewayTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "The upstream server did not answer in time.",
+                "gateway_timeout",
+            ),
+            Self::IncompleteBody => (
+                StatusCode::BAD_REQUEST,
+                "The request body did not arrive whole.",
+                "bad_request",
+            ),
+            Self::ApplicationFailed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The application failed to answer.",
+                "application_error",
+            ),
+            Self::WorkerDied => (
+                StatusCode::BAD_GATEWAY,
+                "The application's worker stopped while answering.",
+                "bad_gateway",
+            ),
+            Self::ApplicationTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "The application did not answer in time.",
+                "gateway_timeout",
+            ),
+            Self::ApplicationUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The application is not available.",
+                "unavailable",
+            ),
+        }
+    }
+}
+
+impl From<MountError> for ApiError {
+    fn from(e: MountError) -> Self {
+        Self::Mount(e)
+    }
 }
 
 impl From<AuthError> for ApiError {
@@ -58,7 +132,7 @@ impl From<AuthError> for ApiError {
 }
 
 fn detail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"detail": message.into()}))).into_response()
+    (status, Json(drf::error_body(message, None))).into_response()
 }
 
 fn coded(message: impl Into<String>, code: &str) -> Response {
@@ -66,19 +140,19 @@ fn coded(message: impl Into<String>, code: &str) -> Response {
 }
 
 fn coded_with(status: StatusCode, message: impl Into<String>, code: &str) -> Response {
-    (
-        status,
-        Json(json!({"detail": message.into(), "code": code})),
-    )
-        .into_response()
+    (status, Json(drf::error_body(message, Some(code)))).into_response()
 }
 
 /// DRF's `APIException` default: the generic 500 body.
 fn server_error() -> Response {
-    detail(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "A server error occurred.",
-    )
+    detail(StatusCode::INTERNAL_SERVER_ERROR, drf::SERVER_ERROR)
+}
+
+/// A protected endpoint's refusal: the body and status shared with
+/// `portcullis-verify`.
+fn rejected(rejection: &portcullis_token::Rejection) -> Response {
+    let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    (status, Json(rejection.body())).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -115,10 +189,7 @@ impl IntoResponse for ApiError {
                 format!("Request body is larger than the limit of {limit} bytes."),
             ),
             Self::NotFound => detail(StatusCode::NOT_FOUND, "Not found."),
-            Self::PermissionDenied => {
-                let rejection = portcullis_token::Rejection::PermissionDenied;
-                (StatusCode::FORBIDDEN, Json(rejection.body())).into_response()
-            }
+            Self::PermissionDenied => rejected(&portcullis_token::Rejection::PermissionDenied),
             Self::Csrf(reason) => detail(StatusCode::FORBIDDEN, format!("CSRF Failed: {reason}")),
             Self::Unavailable => detail(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -142,29 +213,24 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 "A Host header naming this server is required.",
             ),
-            Self::BadGateway => coded_with(
-                StatusCode::BAD_GATEWAY,
-                "The upstream server is unreachable or sent an invalid response.",
-                "bad_gateway",
-            ),
-            Self::GatewayTimeout => coded_with(
-                StatusCode::GATEWAY_TIMEOUT,
-                "The upstream server did not answer in time.",
-                "gateway_timeout",
-            ),
+            Self::Mount(e) => {
+                let (status, message, code) = e.parts();
+                let mut response = coded_with(status, message, code);
+                if e == MountError::ApplicationUnavailable {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                response
+            }
         }
     }
 }
 
 fn auth_response(e: &AuthError) -> Response {
-    // A protected endpoint's refusal: the body and status shared with
-    // `portcullis-verify` (one implementation, in portcullis-token).
-    if let Some(rejection) = e.rejection() {
-        let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-        return (status, Json(rejection.body())).into_response();
-    }
     let message = e.to_string();
     match e {
+        AuthError::Rejected(rejection) => rejected(rejection),
         AuthError::Token(_) => coded(message, "token_not_valid"),
         AuthError::VerifyBlacklisted => ApiError::NonField(message).into_response(),
         AuthError::NoSession => detail(StatusCode::BAD_REQUEST, message),
@@ -179,11 +245,14 @@ fn auth_response(e: &AuthError) -> Response {
         AuthError::WrongPassword => {
             ApiError::Fields(vec![("old_password", "Wrong password.")]).into_response()
         }
-        AuthError::Store(_) | AuthError::Internal(_) => {
-            tracing::error!(error = %e, request_id = %crate::request_id::current(), "request failed");
+        // The token endpoints' own 401s: a `detail` and no `code`.
+        AuthError::NoActiveAccount
+        | AuthError::NoActiveAccountForToken
+        | AuthError::PasswordChangedOnRefresh => detail(StatusCode::UNAUTHORIZED, message),
+        AuthError::Store(_) | AuthError::Hash(_) | AuthError::Sign(_) => {
+            let error = portcullis_core::error_chain(e);
+            tracing::error!(%error, request_id = %crate::request_id::current(), "request failed");
             server_error()
         }
-        // The rest are protected-endpoint refusals, answered above.
-        _ => detail(StatusCode::UNAUTHORIZED, message),
     }
 }

@@ -24,7 +24,7 @@ pub use auth::{AuthUser, MaybeAuthUser, StaffUser};
 pub use body::{DrfData, parse_body};
 pub use client::{Cidr, ClientAddr, ClientInfo, client_address, write_ip};
 pub use cookie::RefreshCookie;
-pub use error::ApiError;
+pub use error::{ApiError, MountError};
 pub use identity::IdentityHeaders;
 pub use routes::Route;
 pub use state::{AppState, HttpSettings, ReadinessCheck};

@@ -179,19 +179,25 @@ fn canonical_header(name: &str) -> String {
         .join("-")
 }
 
+/// The document could not be written out.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the OpenAPI document")]
+pub struct SchemaError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
 /// The document as YAML, the default of `GET /api/schema/`.
-pub fn to_yaml(doc: &Document) -> Result<String, String> {
-    doc.to_yaml().map_err(|e| e.to_string())
+pub fn to_yaml(doc: &Document) -> Result<String, SchemaError> {
+    doc.to_yaml().map_err(|e| SchemaError(e.into()))
 }
 
 /// The document as JSON (`?format=json`), pretty-printed with 4 spaces
 /// as drf-spectacular's JSON renderer does.
-pub fn to_json(doc: &Document) -> Result<String, String> {
+pub fn to_json(doc: &Document) -> Result<String, SchemaError> {
     let mut out = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
-    doc.serialize(&mut serializer).map_err(|e| e.to_string())?;
-    String::from_utf8(out).map_err(|e| e.to_string())
+    doc.serialize(&mut serializer)
+        .map_err(|e| SchemaError(e.into()))?;
+    String::from_utf8(out).map_err(|e| SchemaError(e.into()))
 }
 
 // Request bodies. Every field is a DRF `CharField`: a string, trimmed,

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::HeaderName;
 use axum::response::Response;
 use portcullis_core::{AuditEntry, AuditStore, AuthService};
+use portcullis_token::drf::Challenge;
 
 use crate::IdentityHeaders;
 use crate::RefreshCookie;
@@ -74,7 +75,7 @@ pub struct AppState {
 struct Inner {
     auth: AuthService,
     http: HttpSettings,
-    www_authenticate: HeaderValue,
+    challenge: Challenge,
     /// Where the staff endpoints record their changes (issue 18).
     audit: Option<Arc<dyn AuditStore>>,
 }
@@ -83,15 +84,12 @@ impl AppState {
     /// Build the state. The `WWW-Authenticate` value is computed once.
     #[must_use]
     pub fn new(auth: AuthService, http: HttpSettings) -> Self {
-        let www_authenticate = HeaderValue::from_str(&portcullis_token::www_authenticate(
-            &auth.settings().auth_header_types,
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"api\""));
+        let challenge = Challenge::new(&auth.settings().auth_header_types);
         Self {
             inner: Arc::new(Inner {
                 auth,
                 http,
-                www_authenticate,
+                challenge,
                 audit: None,
             }),
         }
@@ -104,7 +102,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 auth: self.inner.auth.clone(),
                 http: self.inner.http.clone(),
-                www_authenticate: self.inner.www_authenticate.clone(),
+                challenge: self.inner.challenge.clone(),
                 audit: Some(audit),
             }),
         }
@@ -116,7 +114,8 @@ impl AppState {
         if let Some(audit) = &self.inner.audit
             && let Err(e) = audit.record_audit(&entry).await
         {
-            tracing::error!(error = %e, action = entry.action.as_str(), "cannot record an audit entry");
+            let error = portcullis_core::error_chain(&e);
+            tracing::error!(%error, action = entry.action.as_str(), "cannot record an audit entry");
         }
     }
 
@@ -132,23 +131,14 @@ impl AppState {
         &self.inner.http
     }
 
-    /// The `WWW-Authenticate` value every 401 carries (simplejwt #15).
-    #[must_use]
-    pub fn www_authenticate(&self) -> &HeaderValue {
-        &self.inner.www_authenticate
-    }
-
     /// Give a 401 of ours its `WWW-Authenticate` (simplejwt's
     /// `authenticate_header`: the first of `AUTH_HEADER_TYPES`, realm
     /// "api"), unless it has one. The one place the server adds it: the
-    /// API's handlers and the proxy's own refusals both come here, while
-    /// an upstream application's 401 is passed on as it was sent.
+    /// API's handlers and the mounts' own refusals both come here, while
+    /// an upstream application's 401 is passed on as it was sent. The
+    /// header is written by [`Challenge::apply`], as `portcullis-verify`
+    /// writes it.
     pub fn challenge(&self, response: &mut Response) {
-        if response.status() == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .entry(header::WWW_AUTHENTICATE)
-                .or_insert_with(|| self.inner.www_authenticate.clone());
-        }
+        self.inner.challenge.apply(response);
     }
 }

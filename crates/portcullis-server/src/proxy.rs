@@ -25,7 +25,7 @@ use http_body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use portcullis_core::AuthError;
-use portcullis_http::{ApiError, AppState};
+use portcullis_http::{ApiError, AppState, MountError};
 
 use pool::{Lease, Pool, SendError};
 
@@ -269,8 +269,8 @@ impl Upstream {
             }
             source = cause.source();
         }
-        tracing::warn!(upstream = %self.authority, prefix = %self.prefix, error = %DisplayChain(e), "the upstream failed");
-        ApiError::BadGateway.into_response()
+        tracing::warn!(upstream = %self.authority, prefix = %self.prefix, error = %portcullis_core::error_chain(e), "the upstream failed");
+        ApiError::Mount(MountError::BadGateway).into_response()
     }
 }
 
@@ -290,7 +290,7 @@ pub(crate) async fn authenticate(
     let header = token.as_ref().map(HeaderValue::as_bytes);
     match (state.auth().authenticate(header).await?, auth) {
         (Some(authenticated), _) => Ok(Some(authenticated.user)),
-        (None, AuthMode::Required) => Err(AuthError::NotAuthenticated),
+        (None, AuthMode::Required) => Err(portcullis_core::Rejection::NotAuthenticated.into()),
         (None, _) => Ok(None),
     }
 }
@@ -303,7 +303,7 @@ pub(crate) fn refusal(e: AuthError, state: &AppState) -> Response {
 }
 
 fn gateway_timeout() -> Response {
-    ApiError::GatewayTimeout.into_response()
+    ApiError::Mount(MountError::GatewayTimeout).into_response()
 }
 
 /// The `Upgrade` value of a request asking to switch protocols.
@@ -504,20 +504,5 @@ impl Drop for IdleTimeout {
         {
             lease.release();
         }
-    }
-}
-
-/// An error with its causes, `a: b: c`.
-struct DisplayChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }

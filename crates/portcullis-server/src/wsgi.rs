@@ -13,11 +13,9 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_http::{ApiError, AppState};
+use portcullis_http::{ApiError, AppState, MountError};
 use portcullis_wsgi::{Environ, Failure, Origin, Pool};
-use serde_json::json;
 
 use crate::proxy::{AuthMode, ForwardedProto, authenticate};
 
@@ -76,11 +74,7 @@ impl WsgiMount {
                 if limited {
                     return ApiError::PayloadTooLarge(state.http().max_body_bytes).into_response();
                 }
-                return (
-                    StatusCode::BAD_REQUEST,
-                    axum::Json(json!({"detail": "The request body did not arrive whole.", "code": "bad_request"})),
-                )
-                    .into_response();
+                return ApiError::Mount(MountError::IncompleteBody).into_response();
             }
             Err(e @ portcullis_wsgi::BodyError::Spool(_)) => {
                 tracing::error!(prefix = %self.prefix, error = %e, "cannot store a request body");
@@ -139,24 +133,11 @@ fn scheme(parts: &axum::http::request::Parts, from_proxy: bool) -> &'static str 
 /// The answer for a request the app did not complete: a generic body; the
 /// reason (a traceback, the worker's exit) is in the log only.
 fn failure(failure: Failure) -> Response {
-    let (detail, code) = match failure {
-        Failure::App | Failure::Body => ("The application failed to answer.", "application_error"),
-        Failure::WorkerDied => (
-            "The application's worker stopped while answering.",
-            "bad_gateway",
-        ),
-        Failure::Timeout => ("The application did not answer in time.", "gateway_timeout"),
-        Failure::Unavailable => ("The application is not available.", "unavailable"),
-    };
-    let mut response = (
-        failure.status(),
-        axum::Json(json!({"detail": detail, "code": code})),
-    )
-        .into_response();
-    if failure == Failure::Unavailable {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    ApiError::Mount(match failure {
+        Failure::App | Failure::Body => MountError::ApplicationFailed,
+        Failure::WorkerDied => MountError::WorkerDied,
+        Failure::Timeout => MountError::ApplicationTimeout,
+        Failure::Unavailable => MountError::ApplicationUnavailable,
+    })
+    .into_response()
 }

@@ -96,7 +96,7 @@ async fn postgres_sequence(pool: &sqlx::PgPool) -> Result<i64, StoreError> {
                 .fetch_one(pool)
                 .await
                 .unwrap_or_else(|_| "<role>".to_owned());
-            Err(StoreError::Database(format!(
+            Err(StoreError::unusable(format!(
                 "{}: portcullis reads it to learn the highest user id Django ever generated (deleted users included) and never give it out again; \
                  run GRANT SELECT ON SEQUENCE {sequence} TO {role}",
                 e.message()
@@ -118,7 +118,7 @@ impl DjangoDatabase {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?
+                .map_err(|e| StoreError::database("invalid PostgreSQL URL", e))?
                 .options([("TimeZone", "UTC"), ("DateStyle", "ISO")]);
             Pool::Postgres(
                 PgPoolOptions::new()
@@ -127,14 +127,12 @@ impl DjangoDatabase {
                     .connect_with(options)
                     .await
                     .map_err(|e| {
-                        StoreError::Database(format!(
-                            "cannot connect to the Django PostgreSQL database: {e}"
-                        ))
+                        StoreError::database("cannot connect to the Django PostgreSQL database", e)
                     })?,
             )
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Database(format!("invalid SQLite URL: {e}")))?
+                .map_err(|e| StoreError::database("invalid SQLite URL", e))?
                 .read_only(true)
                 .create_if_missing(false);
             Pool::Sqlite(
@@ -143,18 +141,18 @@ impl DjangoDatabase {
                     .connect_with(options)
                     .await
                     .map_err(|e| {
-                        StoreError::Database(format!("cannot open the Django SQLite database: {e}"))
+                        StoreError::database("cannot open the Django SQLite database", e)
                     })?,
             )
         } else {
-            return Err(StoreError::Database(
-                "the Django database URL must start with sqlite: (for example sqlite:///srv/app/db.sqlite3) or postgres://".to_owned(),
+            return Err(StoreError::unusable(
+                "the Django database URL must start with sqlite: (for example sqlite:///srv/app/db.sqlite3) or postgres://",
             ));
         };
         let db = Self { pool };
         if !db.has_table("auth_user").await? {
-            return Err(StoreError::Database(
-                "this database has no auth_user table: is it the Django project's database, with django.contrib.auth migrated?".to_owned(),
+            return Err(StoreError::unusable(
+                "this database has no auth_user table: is it the Django project's database, with django.contrib.auth migrated?",
             ));
         }
         Ok(db)

@@ -33,7 +33,7 @@ impl KeyStore for SqlStore {
         )?;
         self.setting(key)
             .await?
-            .ok_or_else(|| StoreError::Database(format!("setting {key} vanished after insert")))
+            .ok_or_else(|| StoreError::unusable(format!("setting {key} vanished after insert")))
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {

@@ -58,7 +58,7 @@ impl BeginWrite for PgPool {
 
 #[allow(clippy::needless_pass_by_value)] // shaped for `map_err`
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::driver(e)
 }
 
 impl SqlStore {
@@ -74,7 +74,7 @@ impl SqlStore {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect(url)
                 .await
-                .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+                .map_err(|e| StoreError::database("cannot connect to PostgreSQL", e))?;
             Self {
                 changes: AccountChanges::Postgres(PgWatch::new(pool.clone())),
                 pool: Pool::Postgres(pool.clone()),
@@ -107,7 +107,7 @@ impl SqlStore {
                     .test_before_acquire(false)
                     .connect_with(options)
             };
-            let cannot = |e| StoreError::Database(format!("cannot open the SQLite database: {e}"));
+            let cannot = |e| StoreError::database("cannot open the SQLite database", e);
             // The writer first: it creates the file and switches it to WAL.
             let writer = open(
                 1,
@@ -144,7 +144,7 @@ impl SqlStore {
             Pool::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
             Pool::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
         };
-        result.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+        result.map_err(|e| StoreError::database("migration failed", e))
     }
 
     /// The same store with every rotation on the statement-by-statement
@@ -199,10 +199,10 @@ fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
         Ok(_) => Ok(()),
         // Another process created it first: fine.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Database(format!(
-            "cannot create the SQLite database {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(StoreError::database(
+            format!("cannot create the SQLite database {}", path.display()),
+            e,
+        )),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Sign and verify an access token with each algorithm portcullis offers:
 //! the cost of `POST /api/token/` and `/refresh/` (sign) and of every
-//! authenticated request (verify), without HTTP or a database.
+//! authenticated request (verify, and verify of a token found in the
+//! verified-token cache), without HTTP or a database.
 //!
 //! `cargo bench -p portcullis-token --bench sign_verify`
 
@@ -51,6 +52,14 @@ fn sign_verify(c: &mut Criterion) {
         });
         group.bench_function("verify", |b| {
             b.iter(|| engine.decode(black_box(raw.as_bytes())).expect("valid"));
+        });
+        // The same token again, found in the verified-token cache.
+        group.bench_function("verify (cached)", |b| {
+            b.iter(|| {
+                engine
+                    .decode_cached(black_box(raw.as_bytes()))
+                    .expect("valid")
+            });
         });
         group.finish();
     }

@@ -10,6 +10,7 @@ use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Value, json};
 
+use crate::cache::{TokenCache, Verified};
 use crate::claims::{Name, claim_name, numeric_date};
 use crate::keys::{algorithm_name, verify_signature};
 use crate::keyset::{KeyRing, LoadedKey, RemoteKeys};
@@ -18,8 +19,14 @@ use crate::{Claims, Clock, SigningKeys, Token, TokenError, TokenSettings, TokenT
 /// Signing failed: the keys were checked at load time, so this means the
 /// system random generator or the crypto library failed.
 #[derive(Debug, thiserror::Error)]
-#[error("could not sign a token: {0}")]
-pub struct SignError(String);
+#[error("could not sign a token")]
+pub struct SignError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl SignError {
+    pub(crate) fn new(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(cause.into())
+    }
+}
 
 /// Builds, signs and verifies tokens with the configured key pair, the
 /// database's key set and (optionally) another issuer's keys.
@@ -43,6 +50,9 @@ pub struct TokenEngine {
     /// key's algorithm, so its base64 and JSON are skipped (docs/architecture.md,
     /// "Fast paths").
     configured_header: Option<Arc<str>>,
+    /// Tokens already verified (`TOKEN_CACHE_SIZE`), for
+    /// [`TokenEngine::decode_cached`]; `None` when turned off.
+    verified: Option<Arc<TokenCache<Verifier>>>,
 }
 
 /// The published key set and its entity tag.
@@ -86,6 +96,10 @@ impl TokenEngine {
         let configured_header = serde_json::to_vec(&configured_header(keys.algorithm()))
             .ok()
             .map(|header| Arc::from(URL_SAFE_NO_PAD.encode(header)));
+        let verified = (settings.token_cache_size > 0)
+            .then(|| TokenCache::new(settings.token_cache_size))
+            .flatten()
+            .map(Arc::new);
         Self {
             settings: Arc::new(settings),
             keys: Arc::new(keys),
@@ -94,6 +108,7 @@ impl TokenEngine {
             ring: Arc::default(),
             remote: Arc::default(),
             configured_header,
+            verified,
         }
     }
 
@@ -141,8 +156,7 @@ impl TokenEngine {
         if let Some(configured) = &self.configured_jwk {
             keys.push(configured);
         }
-        let body = serde_json::to_string(&json!({ "keys": keys }))
-            .map_err(|e| SignError(e.to_string()))?;
+        let body = serde_json::to_string(&json!({ "keys": keys })).map_err(SignError::new)?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
         let etag = format!(
             "\"{}\"",
@@ -154,18 +168,32 @@ impl TokenEngine {
     /// The key for a token that names `kid`: ours (unless retired), the
     /// configured key under its thumbprint, or the remote issuer's.
     fn verifier(&self, kid: &str, now: i64) -> Option<Verifier> {
-        let ring = self.key_ring();
-        if ring.verifier(kid, now).is_some() {
-            return Some(Verifier::Ring(ring, kid.to_owned()));
+        if let Some(key) = self.key_ring().verifier(kid, now) {
+            return Some(Verifier::Key(Arc::clone(key)));
         }
         if self.configured_kid() == Some(kid) {
             return Some(Verifier::Configured);
         }
-        let remote = snapshot(&self.remote);
-        remote
+        snapshot(&self.remote)
             .get(kid)
-            .is_some()
-            .then(|| Verifier::Remote(remote, kid.to_owned()))
+            .map(|key| Verifier::Key(Arc::clone(key)))
+    }
+
+    /// The key a token naming `kid` (or none) is checked with at `now`.
+    /// A token with a kid we know is verified by that key only, with that
+    /// key's algorithm; one without is simplejwt's, for the configured
+    /// key, and so is one whose kid nobody knows: simplejwt ignores the
+    /// header's kid, and some libraries and gateways add one. A kid of a
+    /// retired key stays refused.
+    fn choose(&self, kid: Option<&str>, now: i64) -> Result<Verifier, TokenError> {
+        match kid {
+            None => Ok(Verifier::Configured),
+            Some(kid) => match self.verifier(kid, now) {
+                Some(verifier) => Ok(verifier),
+                None if self.key_ring().knows(kid) => Err(TokenError::Invalid),
+                None => Ok(Verifier::Configured),
+            },
+        }
     }
 
     /// The rules in force.
@@ -201,7 +229,51 @@ impl TokenEngine {
         if raw.len() > self.settings.max_token_bytes {
             return Err(TokenError::Invalid);
         }
+        self.decode_at(raw, self.now())
+            .map(|verified| verified.token)
+    }
+
+    /// [`Self::decode`], through the verified-token cache (`cache.rs`): a
+    /// token decoded before is answered with the claims decoding read, if
+    /// its time claims still pass now and the key that verified it is
+    /// still the one its header leads to; otherwise (and for any token not
+    /// seen before) it is decoded in full, and remembered if valid. The
+    /// answer is always the one [`Self::decode`] gives.
+    pub fn decode_cached(&self, raw: &[u8]) -> Result<Token, TokenError> {
+        let Some(cache) = &self.verified else {
+            return self.decode(raw);
+        };
+        if raw.len() > self.settings.max_token_bytes {
+            return Err(TokenError::Invalid);
+        }
         let now = self.now();
+        if let Some(hit) = cache.get(raw) {
+            if hit.in_time(now, self.settings.leeway)
+                && self
+                    .choose(hit.kid.as_deref(), now)
+                    .is_ok_and(|key| key.is(&hit.key))
+            {
+                return Ok(hit.token.clone());
+            }
+            cache.remove(raw);
+        }
+        let verified = self.decode_at(raw, now)?;
+        if verified.exp.is_none() {
+            return Ok(verified.token);
+        }
+        let token = verified.token.clone();
+        cache.insert(raw, verified);
+        Ok(token)
+    }
+
+    /// How many verified tokens are cached (0 with the cache off).
+    #[must_use]
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.as_ref().map_or(0, |cache| cache.len())
+    }
+
+    /// `decode` at `now`, with what the cache keeps of it.
+    fn decode_at(&self, raw: &[u8], now: i64) -> Result<Verified<Verifier>, TokenError> {
         // JWS compact form, split as jsonwebtoken does (exactly three
         // parts); the header is parsed once, into jsonwebtoken's `Header`
         // so that what it refuses (an unknown `alg`, a mistyped field)
@@ -221,26 +293,12 @@ impl TokenEngine {
                 serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
             (header.alg, header.kid)
         };
-        // A token with a kid we know is verified by that key only, with that
-        // key's algorithm; one without is simplejwt's, for the configured
-        // key, and so is one whose kid nobody knows: simplejwt ignores the
-        // header's kid, and some libraries and gateways add one. A kid of a
-        // retired key stays refused. Either way `alg` must merely agree with
-        // the key's (RFC 8725 §3.1): the header never picks the algorithm.
-        let verifier = match kid {
-            None => Verifier::Configured,
-            Some(kid) => match self.verifier(&kid, now) {
-                Some(verifier) => verifier,
-                None if self.key_ring().knows(&kid) => return Err(TokenError::Invalid),
-                None => Verifier::Configured,
-            },
-        };
-        let signed_by_key = verifier
-            .with_key(self, |algorithm, decoding, prepared| {
-                alg == algorithm
-                    && verify_signature(algorithm, decoding, prepared, message, signature)
-            })
-            .ok_or(TokenError::Invalid)?;
+        // Either way `alg` must merely agree with the key's (RFC 8725 §3.1):
+        // the header never picks the algorithm.
+        let verifier = self.choose(kid.as_deref(), now)?;
+        let signed_by_key = verifier.with_key(self, |algorithm, decoding, prepared| {
+            alg == algorithm && verify_signature(algorithm, decoding, prepared, message, signature)
+        });
         if !signed_by_key {
             return Err(TokenError::Invalid);
         }
@@ -250,19 +308,23 @@ impl TokenEngine {
         let Payload(claims) = serde_json::from_slice(&payload).map_err(|_| TokenError::Invalid)?;
         let leeway = self.settings.leeway;
 
+        let mut not_before = None;
         for name in ["iat", "nbf"] {
             if let Some(value) = claims.get(name) {
                 let at = numeric_date(value).ok_or(TokenError::Invalid)?;
                 if at > now.saturating_add(leeway) {
                     return Err(TokenError::Invalid);
                 }
+                not_before = not_before.max(Some(at));
             }
         }
+        let mut expires = None;
         if let Some(value) = claims.get("exp") {
             let exp = numeric_date(value).ok_or(TokenError::Invalid)?;
             if exp <= now.saturating_sub(leeway) {
                 return Err(TokenError::Expired);
             }
+            expires = Some(exp);
         }
         if let Some(issuer) = &self.settings.issuer {
             match claims.get("iss") {
@@ -293,7 +355,13 @@ impl TokenEngine {
                 return Err(TokenError::Invalid);
             }
         }
-        Ok(Token::from_claims(claims))
+        Ok(Verified::new(
+            Token::from_claims(claims),
+            kid,
+            verifier,
+            expires,
+            not_before,
+        ))
     }
 
     /// Sign a token. `aud` and `iss` are set from the settings at this point,
@@ -323,14 +391,12 @@ impl TokenEngine {
             ),
             _ => (configured_header(self.keys.algorithm()), self.keys.as_ref()),
         };
-        let header = serde_json::to_vec(&header).map_err(|e| SignError(e.to_string()))?;
-        let payload = serde_json::to_vec(token.claims()).map_err(|e| SignError(e.to_string()))?;
+        let header = serde_json::to_vec(&header).map_err(SignError::new)?;
+        let payload = serde_json::to_vec(token.claims()).map_err(SignError::new)?;
         let mut message = URL_SAFE_NO_PAD.encode(header);
         message.push('.');
         message.push_str(&URL_SAFE_NO_PAD.encode(payload));
-        let signature = signing
-            .sign(message.as_bytes())
-            .map_err(|e| SignError(e.to_string()))?;
+        let signature = signing.sign(message.as_bytes()).map_err(SignError::new)?;
         message.push('.');
         message.push_str(&signature);
         Ok(message)
@@ -459,11 +525,14 @@ fn configured_header(algorithm: Algorithm) -> Value {
     json!({"alg": algorithm_name(algorithm), "typ": "JWT"})
 }
 
-/// The key a token is checked with, held through its snapshot.
+/// The key a token is checked with: the configured one, or a key of the
+/// set or of the remote issuer, held by its `Arc`. A reload keeps the
+/// `Arc` of a kid it keeps (`KeyRing::load`), so the same `Arc` means the
+/// same key, and holding it means its address is never reused for another.
+#[derive(Debug)]
 enum Verifier {
     Configured,
-    Ring(Arc<KeyRing>, String),
-    Remote(Arc<RemoteKeys>, String),
+    Key(Arc<LoadedKey>),
 }
 
 impl Verifier {
@@ -471,17 +540,26 @@ impl Verifier {
         &self,
         engine: &TokenEngine,
         f: impl FnOnce(Algorithm, &DecodingKey, Option<&hmac::Key>) -> R,
-    ) -> Option<R> {
+    ) -> R {
         match self {
             Self::Configured => {
                 let keys = &engine.keys;
-                Some(f(keys.algorithm(), keys.decoding(), keys.hmac()))
+                f(keys.algorithm(), keys.decoding(), keys.hmac())
             }
-            Self::Ring(ring, kid) => ring.verifier(kid, engine.now()).map(|k| {
-                let prepared = k.signing.as_ref().and_then(SigningKeys::hmac);
-                f(k.algorithm, &k.decoding, prepared)
-            }),
-            Self::Remote(remote, kid) => remote.get(kid).map(|k| f(k.algorithm, &k.decoding, None)),
+            Self::Key(key) => f(
+                key.algorithm,
+                &key.decoding,
+                key.signing.as_ref().and_then(SigningKeys::hmac),
+            ),
+        }
+    }
+
+    /// Whether both are the same key.
+    fn is(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Configured, Self::Configured) => true,
+            (Self::Key(a), Self::Key(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 }
@@ -543,7 +621,7 @@ impl serde::de::Visitor<'_> for ClaimName {
 /// A token id as simplejwt makes it: `uuid4().hex`, 32 lowercase hex digits.
 fn new_jti() -> Result<String, SignError> {
     let mut bytes = [0_u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SignError("random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SignError::new("random generator failed"))?;
     // RFC 9562 §5.4: version 4, variant 10xx.
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
@@ -785,6 +863,178 @@ mod tests {
         assert_eq!(with_kid("live"), Ok(()));
         assert_eq!(with_kid("old"), Err(TokenError::Invalid));
         assert_eq!(with_kid("nobody"), Ok(()));
+    }
+
+    /// A clock the test moves.
+    #[derive(Debug)]
+    struct Moving(std::sync::atomic::AtomicI64);
+    impl Clock for Moving {
+        fn now(&self) -> i64 {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+    impl Moving {
+        fn set(&self, now: i64) {
+            self.0.store(now, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn moving(settings: TokenSettings) -> (TokenEngine, Arc<Moving>) {
+        let clock = Arc::new(Moving(NOW.into()));
+        let keys = SigningKeys::new(Algorithm::HS256, KEY, None).unwrap();
+        let engine = TokenEngine::new(settings, keys, Arc::clone(&clock) as Arc<dyn Clock>);
+        (engine, clock)
+    }
+
+    /// An HS256 token with this header, signed with `key`.
+    fn hs256(header: &str, claims: &Value, key: &[u8]) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), message.as_bytes());
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// Through the cache, every token gets the answer `decode` gives, the
+    /// first time and every time after; only valid tokens with an `exp`
+    /// are remembered.
+    #[test]
+    fn cached_decoding_answers_as_decoding_does() {
+        let (e, _) = moving(TokenSettings {
+            leeway: 5,
+            ..TokenSettings::default()
+        });
+        let valid = signed(&e, json!({"exp": NOW + 60, "iat": NOW, "jti": "a"}));
+        let mut forged = valid.clone();
+        forged.pop();
+        forged.push(if valid.ends_with('A') { 'B' } else { 'A' });
+        let tokens = [
+            valid.clone(),
+            forged,
+            signed(&e, json!({"exp": NOW - 5, "jti": "b"})),
+            signed(&e, json!({"exp": NOW + 60, "iat": NOW + 6})),
+            signed(&e, json!({"exp": NOW + 60, "nbf": NOW + 6})),
+            signed(&e, json!({"jti": "no exp"})),
+            signed(&e, json!({"exp": NOW + 60, "jti": 5})),
+            hs256(
+                r#"{"alg":"HS256","kid":"nobody"}"#,
+                &json!({"exp": NOW + 60}),
+                KEY,
+            ),
+            "a.b.c".to_owned(),
+        ];
+        for round in 0..3 {
+            for raw in &tokens {
+                assert_eq!(
+                    e.decode_cached(raw.as_bytes()),
+                    e.decode(raw.as_bytes()),
+                    "round {round}: {raw}"
+                );
+            }
+        }
+        assert_eq!(
+            e.cached_tokens(),
+            2,
+            "the valid one and the kid nobody knows"
+        );
+        let off = engine(TokenSettings {
+            token_cache_size: 0,
+            ..TokenSettings::default()
+        });
+        assert_eq!(
+            off.decode_cached(valid.as_bytes()),
+            off.decode(valid.as_bytes())
+        );
+        assert_eq!(off.cached_tokens(), 0);
+    }
+
+    /// A cached token is reused until `exp` with the leeway, never after,
+    /// and not while the clock stands before its `iat`.
+    #[test]
+    fn a_cached_token_expires_when_decoding_says_so() {
+        let (e, clock) = moving(TokenSettings {
+            leeway: 2,
+            ..TokenSettings::default()
+        });
+        let raw = signed(&e, json!({"exp": NOW + 10, "iat": NOW, "jti": "x"}));
+        assert!(e.decode_cached(raw.as_bytes()).is_ok());
+        clock.set(NOW + 11);
+        assert!(e.decode_cached(raw.as_bytes()).is_ok(), "within the leeway");
+        clock.set(NOW + 12);
+        assert_eq!(e.decode_cached(raw.as_bytes()), Err(TokenError::Expired));
+        assert_eq!(e.cached_tokens(), 0, "an expired entry is dropped");
+        clock.set(NOW);
+        assert!(e.decode_cached(raw.as_bytes()).is_ok());
+        clock.set(NOW - 3);
+        assert_eq!(
+            e.decode_cached(raw.as_bytes()),
+            Err(TokenError::Invalid),
+            "iat beyond the leeway once the clock went back"
+        );
+    }
+
+    /// A cached token whose key retires (by its time or by a reload),
+    /// disappears or is replaced is refused on the next decode, as decoding
+    /// refuses it; the configured key still decides for kids nobody knows.
+    #[test]
+    fn a_cached_token_follows_its_key() {
+        const OTHER: &[u8] = b"unit-test-other-signing-key-0123456789ab";
+        let (e, clock) = moving(TokenSettings::default());
+        let stored = |secret: &[u8], retires_at| crate::StoredKey {
+            kid: "k".to_owned(),
+            algorithm: "HS256".to_owned(),
+            private_key: String::from_utf8(secret.to_vec()).unwrap(),
+            public_key: None,
+            created_at: NOW - 100,
+            activates_at: Some(NOW - 100),
+            retires_at,
+        };
+        let install = |key: Option<crate::StoredKey>, previous: &KeyRing| {
+            let (ring, errors) = KeyRing::load(key.as_slice(), previous);
+            assert!(errors.is_empty(), "{errors:?}");
+            e.install_keys(ring);
+        };
+        let claims = json!({"exp": NOW + 600, "jti": "x"});
+        let raw = hs256(r#"{"alg":"HS256","kid":"k","typ":"JWT"}"#, &claims, OTHER);
+        let decode = || e.decode_cached(raw.as_bytes()).map(|_| ());
+
+        // Retired by the clock, with no reload.
+        install(Some(stored(OTHER, Some(NOW + 5))), &KeyRing::default());
+        assert_eq!(decode(), Ok(()));
+        assert_eq!(decode(), Ok(()));
+        assert_eq!(e.cached_tokens(), 1);
+        clock.set(NOW + 5);
+        assert_eq!(decode(), Err(TokenError::Invalid));
+        assert_eq!(
+            e.decode(raw.as_bytes()).map(|_| ()),
+            Err(TokenError::Invalid)
+        );
+
+        // Reloaded with the same key: still the same key, still a hit.
+        clock.set(NOW);
+        install(Some(stored(OTHER, None)), &KeyRing::default());
+        assert_eq!(decode(), Ok(()));
+        install(Some(stored(OTHER, None)), &e.key_ring());
+        assert_eq!(decode(), Ok(()));
+
+        // Retired by a reload.
+        install(Some(stored(OTHER, Some(NOW))), &e.key_ring());
+        assert_eq!(decode(), Err(TokenError::Invalid));
+
+        // Removed: the kid is nobody's, so the configured key decides,
+        // and it did not sign the token.
+        install(Some(stored(OTHER, None)), &KeyRing::default());
+        assert_eq!(decode(), Ok(()));
+        install(None, &e.key_ring());
+        assert_eq!(decode(), Err(TokenError::Invalid));
+
+        // Replaced under the same kid by other material.
+        install(Some(stored(OTHER, None)), &KeyRing::default());
+        assert_eq!(decode(), Ok(()));
+        install(Some(stored(KEY, None)), &KeyRing::default());
+        assert_eq!(decode(), Err(TokenError::Invalid));
     }
 
     /// The split answers what `rsplitn(2, '.')` twice did.

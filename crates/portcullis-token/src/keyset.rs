@@ -252,11 +252,11 @@ impl KeyRing {
     }
 
     /// The unretired key with this kid.
-    pub(crate) fn verifier(&self, kid: &str, now: i64) -> Option<&LoadedKey> {
+    pub(crate) fn verifier(&self, kid: &str, now: i64) -> Option<&Arc<LoadedKey>> {
         self.keys
             .iter()
             .find(|k| k.times.kid == kid && !k.times.retired(now))
-            .map(|k| k.key.as_ref())
+            .map(|k| &k.key)
     }
 
     /// Whether any key of the set, retired or not, has this kid.
@@ -319,8 +319,8 @@ impl RemoteKeys {
         self.keys.is_empty()
     }
 
-    pub(crate) fn get(&self, kid: &str) -> Option<&LoadedKey> {
-        self.keys.get(kid).map(AsRef::as_ref)
+    pub(crate) fn get(&self, kid: &str) -> Option<&Arc<LoadedKey>> {
+        self.keys.get(kid)
     }
 }
 

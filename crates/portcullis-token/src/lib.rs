@@ -1,6 +1,9 @@
 //! The portcullis token engine: simplejwt-shaped JSON Web Tokens.
 //!
-//! This crate knows nothing of HTTP or SQL. It turns settings and keys into
+//! This crate knows nothing of SQL, and of HTTP only DRF's wire format for
+//! errors ([`drf`]: the bodies, the statuses of [`Rejection`], the
+//! `WWW-Authenticate` challenge), which the server and `portcullis-verify`
+//! share so both send the same bytes. It turns settings and keys into
 //! signed tokens and back, and applies the validation rules of
 //! djangorestframework-simplejwt 5.5.1 (which delegates the JOSE layer to
 //! PyJWT 2.10) with the exact error strings its clients see:
@@ -16,8 +19,10 @@
 //! (RFC 8725 §3.1). The `alg` header only has to agree; it never chooses.
 
 mod auth_header;
+mod cache;
 mod claims;
 mod clock;
+pub mod drf;
 mod engine;
 mod error;
 mod keys;
@@ -37,5 +42,5 @@ pub use keys::{
 pub use keyset::{
     GeneratedKey, KeyRing, KeyState, RemoteKeys, StoredKey, generate_key, key_states,
 };
-pub use reject::{Rejection, TokenMessage, check_access, validated_token, www_authenticate};
+pub use reject::{Rejection, TokenMessage, check_access, validated_token};
 pub use settings::{Audience, TokenSettings};

@@ -1,5 +1,6 @@
 //! What a protected endpoint answers when authentication fails, shared by
-//! the server and by `portcullis-verify` so both send the same bytes.
+//! the server and by `portcullis-verify` so both send the same bytes (in
+//! DRF's wire format, [`crate::drf`]).
 //!
 //! simplejwt's `JWTAuthentication.get_validated_token` tries each class of
 //! `AUTH_TOKEN_CLASSES` in order and, when none validates the token, lists
@@ -8,7 +9,7 @@
 
 use std::future::Future;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::{Token, TokenError, TokenType};
 
@@ -86,11 +87,7 @@ impl Rejection {
     /// The JSON body: `{"detail", ["code",] ["messages"]}` in this order.
     #[must_use]
     pub fn body(&self) -> Value {
-        let mut body = Map::new();
-        body.insert("detail".to_owned(), Value::from(self.message()));
-        if let Some(code) = self.code() {
-            body.insert("code".to_owned(), Value::from(code));
-        }
+        let mut body = crate::drf::error_body(self.message(), self.code());
         if let Self::NoValidTokenType(messages) = self {
             let messages = messages
                 .iter()
@@ -108,13 +105,15 @@ impl Rejection {
     }
 }
 
-/// The `WWW-Authenticate` value of every 401 (simplejwt's
-/// `authenticate_header`): the first of `AUTH_HEADER_TYPES`, realm "api".
-#[must_use]
-pub fn www_authenticate<S: AsRef<str>>(header_types: &[S]) -> String {
-    let scheme = header_types.first().map_or("Bearer", AsRef::as_ref);
-    format!("{scheme} realm=\"api\"")
+/// `detail`, the message (so a refusal can stand as an error of its own,
+/// as `portcullis-core`'s `AuthError::Rejected` does).
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
 }
+
+impl std::error::Error for Rejection {}
 
 /// `JWTAuthentication.get_validated_token`: try each class in order with
 /// `attempt`, which answers the class's verdict on the token (outer `Err`:

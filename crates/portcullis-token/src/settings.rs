@@ -62,6 +62,9 @@ pub struct TokenSettings {
     pub sliding_refresh_exp_claim: String,
     /// Tokens longer than this many bytes are refused before any parsing.
     pub max_token_bytes: usize,
+    /// `TOKEN_CACHE_SIZE`: how many verified tokens
+    /// [`crate::TokenEngine::decode_cached`] remembers; 0 turns it off.
+    pub token_cache_size: usize,
 }
 
 impl Default for TokenSettings {
@@ -80,6 +83,7 @@ impl Default for TokenSettings {
             jti_claim: "jti".to_owned(),
             sliding_refresh_exp_claim: "refresh_exp".to_owned(),
             max_token_bytes: 8 * 1024,
+            token_cache_size: 10_000,
         }
     }
 }

@@ -11,8 +11,9 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use portcullis_token::drf::{self, Challenge};
 use portcullis_token::{Rejection, Token, TokenSettings};
 use serde_json::Value;
 use tower::{Layer, Service};
@@ -85,11 +86,12 @@ impl AuthUser {
 pub struct MaybeAuthUser(pub Option<AuthUser>);
 
 /// A refusal, rendered as simplejwt and DRF render it: the JSON body of
-/// [`Rejection::body`], and `WWW-Authenticate` on a 401.
+/// [`Rejection::body`], and `WWW-Authenticate` on a 401 (both from
+/// `portcullis_token`'s DRF wire format, as the server writes them).
 #[derive(Debug, Clone)]
 pub struct AuthError {
     rejection: Rejection,
-    www_authenticate: Option<HeaderValue>,
+    challenge: Option<Challenge>,
 }
 
 impl AuthError {
@@ -98,7 +100,7 @@ impl AuthError {
     pub fn new(rejection: Rejection, verifier: &Verifier) -> Self {
         Self {
             rejection,
-            www_authenticate: Some(verifier.www_authenticate().clone()),
+            challenge: Some(verifier.challenge().clone()),
         }
     }
 
@@ -108,7 +110,7 @@ impl AuthError {
     pub fn forbidden() -> Self {
         Self {
             rejection: Rejection::PermissionDenied,
-            www_authenticate: None,
+            challenge: None,
         }
     }
 
@@ -124,14 +126,9 @@ impl IntoResponse for AuthError {
         let status =
             StatusCode::from_u16(self.rejection.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let mut response = (status, Json(self.rejection.body())).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            let value = self
-                .www_authenticate
-                .unwrap_or_else(|| HeaderValue::from_static("Bearer realm=\"api\""));
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
-        }
+        self.challenge
+            .unwrap_or_else(|| Challenge::new::<&str>(&[]))
+            .apply(&mut response);
         response
     }
 }
@@ -140,7 +137,7 @@ impl IntoResponse for AuthError {
 #[derive(Debug, Clone)]
 struct Authenticated {
     user: Option<AuthUser>,
-    www_authenticate: HeaderValue,
+    challenge: Challenge,
 }
 
 /// Without [`RequireAuth`] in front, the extractors cannot know who asks:
@@ -148,7 +145,7 @@ struct Authenticated {
 fn missing_layer() -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        Json(serde_json::json!({"detail": "A server error occurred."})),
+        Json(drf::error_body(drf::SERVER_ERROR, None)),
     )
         .into_response()
 }
@@ -176,10 +173,10 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             }) => Ok(user.clone()),
             Some(Authenticated {
                 user: None,
-                www_authenticate,
+                challenge,
             }) => Err(AuthError {
                 rejection: Rejection::NotAuthenticated,
-                www_authenticate: Some(www_authenticate.clone()),
+                challenge: Some(challenge.clone()),
             }
             .into_response()),
             None => Err(missing_layer()),
@@ -266,7 +263,7 @@ where
                 Ok(user) => {
                     request.extensions_mut().insert(Authenticated {
                         user,
-                        www_authenticate: verifier.www_authenticate().clone(),
+                        challenge: verifier.challenge().clone(),
                     });
                     inner.call(request).await
                 }

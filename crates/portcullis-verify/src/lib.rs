@@ -56,7 +56,9 @@ mod verifier;
 pub use axum_support::{AuthError, AuthUser, MaybeAuthUser, RequireAuth, RequireAuthService};
 pub use permission::Permission;
 pub use portcullis_token::{Algorithm, Audience, Clock, Rejection, TokenType};
-pub use verifier::{BuildError, JWKS_REFETCH_EVERY, JwksSource, Verifier, VerifierBuilder};
+pub use verifier::{
+    BuildError, JWKS_REFETCH_EVERY, JwksError, JwksSource, Verifier, VerifierBuilder,
+};
 
 /// The README's examples compile as doctests too.
 #[cfg(doctest)]

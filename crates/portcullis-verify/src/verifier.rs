@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use portcullis_token::drf::Challenge;
 use portcullis_token::{
     Algorithm, Audience, AuthHeader, Clock, KeyError, Rejection, RemoteKeys, SigningKeys,
     SystemClock, Token, TokenEngine, TokenError, TokenSettings, TokenType, is_hmac,
@@ -49,6 +50,29 @@ impl fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
+
+/// Why the JWKS at `JWK_URL` could not be fetched and installed.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// The request failed, or the issuer answered with an error status.
+    #[error("cannot fetch JWK_URL {url}")]
+    Fetch {
+        /// `JWK_URL`.
+        url: String,
+        /// What failed.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The body broke off.
+    #[error("cannot read JWK_URL")]
+    Read(#[source] reqwest::Error),
+    /// The body is over the limit (bytes).
+    #[error("the JWKS at JWK_URL is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body is not a usable JWKS.
+    #[error(transparent)]
+    Document(#[from] KeyError),
+}
 
 /// Collects simplejwt's settings; [`VerifierBuilder::build`] checks them.
 /// Defaults are simplejwt 5.5.1's.
@@ -213,9 +237,8 @@ impl VerifierBuilder {
         let name = portcullis_token::auth_header_name(&self.auth_header_name);
         let header_name =
             HeaderName::try_from(name).map_err(|e| BuildError::Header(e.to_string()))?;
-        let www_authenticate =
-            HeaderValue::try_from(portcullis_token::www_authenticate(&self.auth_header_types))
-                .map_err(|e| BuildError::Header(e.to_string()))?;
+        let challenge = Challenge::try_new(&self.auth_header_types)
+            .map_err(|e| BuildError::Header(e.to_string()))?;
         Ok(Verifier {
             inner: Arc::new(Inner {
                 engine: TokenEngine::new(self.settings, keys, self.clock),
@@ -223,7 +246,7 @@ impl VerifierBuilder {
                 header_name,
                 header_types: self.auth_header_types,
                 classes: self.auth_token_classes,
-                www_authenticate,
+                challenge,
             }),
         })
     }
@@ -243,7 +266,7 @@ struct Inner {
     header_name: HeaderName,
     header_types: Vec<String>,
     classes: Vec<TokenType>,
-    www_authenticate: HeaderValue,
+    challenge: Challenge,
 }
 
 impl Verifier {
@@ -265,7 +288,14 @@ impl Verifier {
     /// The `WWW-Authenticate` value of every 401.
     #[must_use]
     pub fn www_authenticate(&self) -> &HeaderValue {
-        &self.inner.www_authenticate
+        self.inner.challenge.value()
+    }
+
+    /// The challenge that gives a 401 its `WWW-Authenticate`, the same
+    /// code the portcullis server uses.
+    #[must_use]
+    pub fn challenge(&self) -> &Challenge {
+        &self.inner.challenge
     }
 
     /// The token settings in force.
@@ -316,7 +346,7 @@ impl Verifier {
 
     /// Fetch the JWKS now (it is otherwise fetched on the first unknown
     /// `kid`). A no-op without `JWK_URL`.
-    pub async fn refresh_keys(&self) -> Result<(), String> {
+    pub async fn refresh_keys(&self) -> Result<(), JwksError> {
         match &self.inner.jwks {
             Some(jwks) => jwks.fetch(&self.inner.engine).await.map(|_| ()),
             None => Ok(()),
@@ -331,7 +361,7 @@ impl Verifier {
             Err(TokenError::Invalid) => match &self.inner.jwks {
                 Some(jwks)
                     if engine.unknown_kid(raw).is_some()
-                        && jwks.refresh_for_unknown_kid(engine).await == Ok(true) =>
+                        && matches!(jwks.refresh_for_unknown_kid(engine).await, Ok(true)) =>
                 {
                     engine.decode(raw)
                 }
@@ -381,7 +411,7 @@ impl JwksSource {
 
     /// Fetch the document and install its usable keys; answers how many
     /// were kept and the kids of those skipped (not asymmetric signature keys).
-    pub async fn fetch(&self, engine: &TokenEngine) -> Result<(usize, Vec<String>), String> {
+    pub async fn fetch(&self, engine: &TokenEngine) -> Result<(usize, Vec<String>), JwksError> {
         const MAX_BYTES: usize = 1024 * 1024;
         let response = self
             .client
@@ -389,17 +419,15 @@ impl JwksSource {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("cannot fetch JWK_URL {}: {e}", self.url))?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("cannot read JWK_URL: {e}"))?;
+            .map_err(|source| JwksError::Fetch {
+                url: self.url.clone(),
+                source,
+            })?;
+        let body = response.bytes().await.map_err(JwksError::Read)?;
         if body.len() > MAX_BYTES {
-            return Err(format!(
-                "the JWKS at JWK_URL is larger than {MAX_BYTES} bytes"
-            ));
+            return Err(JwksError::TooLarge(MAX_BYTES));
         }
-        let (keys, skipped) = RemoteKeys::from_jwks(&body).map_err(|e| e.to_string())?;
+        let (keys, skipped) = RemoteKeys::from_jwks(&body)?;
         let kept = keys.len();
         engine.install_remote_keys(keys);
         Ok((kept, skipped))
@@ -409,7 +437,7 @@ impl JwksSource {
     /// less than [`JWKS_REFETCH_EVERY`] ago. `Ok(true)` when the keys are
     /// fresh (fetched now, or by a request we waited for), `Ok(false)` when
     /// rate-limited, `Err` when the fetch failed.
-    pub async fn refresh_for_unknown_kid(&self, engine: &TokenEngine) -> Result<bool, String> {
+    pub async fn refresh_for_unknown_kid(&self, engine: &TokenEngine) -> Result<bool, JwksError> {
         let asked = Instant::now();
         // Held across the fetch: concurrent requests wait for one fetch.
         let mut last = self.last.lock().await;

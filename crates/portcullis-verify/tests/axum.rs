@@ -135,9 +135,23 @@ async fn allow_any_lets_anonymous_through_but_not_a_bad_token() {
     assert_eq!(send(&app, "/maybe", None).await.1, "anonymous");
     let valid = bearer(&token(&engine, &[]));
     assert_eq!(send(&app, "/maybe", Some(&valid)).await.1, "7");
-    assert_eq!(send(&app, "/maybe", Some("Bearer nonsense")).await.0, 401);
-    // AuthUser on an anonymous-allowed route: DRF's 401.
-    assert_eq!(send(&app, "/me", None).await.1, NOT_PROVIDED);
+    assert_eq!(
+        send(&app, "/maybe", Some("Bearer nonsense")).await,
+        (
+            401,
+            r#"{"detail":"Given token not valid for any token type","code":"token_not_valid","messages":[{"token_class":"AccessToken","token_type":"access","message":"Token is invalid"}]}"#.to_owned(),
+            r#"Bearer realm="api""#.to_owned()
+        )
+    );
+    // AuthUser on an anonymous-allowed route: DRF's 401, challenged.
+    assert_eq!(
+        send(&app, "/me", None).await,
+        (
+            401,
+            NOT_PROVIDED.to_owned(),
+            r#"Bearer realm="api""#.to_owned()
+        )
+    );
 }
 
 #[tokio::test]
@@ -220,6 +234,18 @@ async fn a_verifier_needs_a_key_and_an_http_jwk_url() {
 
 #[tokio::test]
 async fn extractors_without_the_layer_answer_500() {
-    let app = Router::new().route("/me", get(me));
-    assert_eq!(send(&app, "/me", None).await.0, 500);
+    let app = Router::new()
+        .route("/me", get(me))
+        .route("/maybe", get(maybe));
+    for path in ["/me", "/maybe"] {
+        assert_eq!(
+            send(&app, path, None).await,
+            (
+                500,
+                r#"{"detail":"A server error occurred."}"#.to_owned(),
+                String::new()
+            ),
+            "{path}"
+        );
+    }
 }

@@ -87,19 +87,6 @@ pub enum Failure {
     Body,
 }
 
-impl Failure {
-    /// The status to answer with.
-    #[must_use]
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::App | Self::Body => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::WorkerDied => StatusCode::BAD_GATEWAY,
-            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
-
 /// Why [`Body::receive`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError<E> {

@@ -718,7 +718,10 @@ async fn relay(
         reply,
         _spool,
     } = job;
-    let deadline = tokio::time::Instant::now() + config.timeout;
+    // The timeout counts the app's time, not ours: while a chunk is being
+    // spooled for a slow client (or waits for it once the spool is full)
+    // the deadline moves on by as much.
+    let mut deadline = tokio::time::Instant::now() + config.timeout;
     if write.write_all(&frame).await.is_err() {
         let _ = reply.send(Err(Failure::WorkerDied));
         return Relay::Lost;
@@ -768,10 +771,12 @@ async fn relay(
                 if cancelled {
                     continue;
                 }
+                let handing = tokio::time::Instant::now();
                 let sent = match body.as_mut() {
                     Some(tx) => tx.send(Bytes::from(payload)).await,
                     None => Err(Stop::Gone),
                 };
+                deadline += handing.elapsed();
                 if let Err(stop) = sent {
                     if let (Stop::Spool(e), Some(tx)) = (&stop, body.as_ref()) {
                         tracing::error!(mount = %config.name, error = %e, "cannot spool a response for a slow client; cutting it");

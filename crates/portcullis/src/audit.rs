@@ -26,8 +26,9 @@ pub(crate) async fn record(
         AuditEntry::new(SystemClock.now(), Actor::cli_from_env(), action, target).detail(detail);
     if let Err(e) = store.record_audit(&entry).await {
         eprintln!(
-            "warning: the audit trail did not record {}: {e}",
-            action.as_str()
+            "warning: the audit trail did not record {}: {}",
+            action.as_str(),
+            portcullis_core::error_chain(&e)
         );
     }
 }

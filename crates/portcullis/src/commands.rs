@@ -66,8 +66,7 @@ pub async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
             let text = match format {
                 OpenapiFormat::Yaml => portcullis_http::openapi::to_yaml(&document),
                 OpenapiFormat::Json => portcullis_http::openapi::to_json(&document),
-            }
-            .map_err(anyhow::Error::msg)?;
+            }?;
             print!("{text}");
             Ok(())
         }
@@ -146,10 +145,7 @@ async fn user(command: UserCommand, settings: &Settings) -> anyhow::Result<()> {
         } => {
             let user = existing(&store, &username).await?;
             let password = read_password(password_stdin)?;
-            let hash = hasher(settings, 1)?
-                .hash(password)
-                .await
-                .map_err(|e| anyhow!(e))?;
+            let hash = hasher(settings, 1)?.hash(password).await?;
             store.set_password(user.id, &hash).await?;
             record(
                 &store,
@@ -245,10 +241,7 @@ async fn create(args: CreateUser, settings: &Settings, store: &SqlStore) -> anyh
         bail!("a user named {:?} already exists", username.as_str());
     }
     let password = read_password(args.password_stdin)?;
-    let hash = hasher(settings, 1)?
-        .hash(password)
-        .await
-        .map_err(|e| anyhow!(e))?;
+    let hash = hasher(settings, 1)?.hash(password).await?;
     let user = store
         .create_user(&NewUser {
             username,

@@ -191,9 +191,10 @@ async fn import_user(
 ) -> Result<Upserted, Refused> {
     let username = Username::parse(&user.username)
         .map_err(|e| Refused::Skip(format!("invalid username: {e}")))?;
-    hasher
-        .check_stored(&user.password)
-        .map_err(|e| Refused::Skip(format!("password hash cannot be used: {e}")))?;
+    hasher.check_stored(&user.password).map_err(|e| {
+        let reason = portcullis_core::error_chain(&e);
+        Refused::Skip(format!("password hash cannot be used: {reason}"))
+    })?;
     let time = |text: &str, field: &str| {
         parse_datetime(text).map_err(|e| Refused::Skip(format!("{field}: {e}")))
     };

@@ -137,7 +137,7 @@ pub async fn reload_task(engine: TokenEngine, store: SqlStore, policy: Rotation)
     loop {
         ticks.tick().await;
         if let Err(e) = reload(&engine, &store, &mut warned).await {
-            tracing::warn!(error = %e, "cannot reload the key set; keeping the previous one");
+            tracing::warn!(error = %format_args!("{e:#}"), "cannot reload the key set; keeping the previous one");
             continue;
         }
         if let Some(interval) = policy.interval {
@@ -145,11 +145,13 @@ pub async fn reload_task(engine: TokenEngine, store: SqlStore, policy: Rotation)
                 // Sign with the successor as soon as it is due, not a tick later.
                 Ok(true) => {
                     if let Err(e) = reload(&engine, &store, &mut warned).await {
-                        tracing::warn!(error = %e, "cannot reload the key set after rotating");
+                        tracing::warn!(error = %format_args!("{e:#}"), "cannot reload the key set after rotating");
                     }
                 }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
+                Err(e) => {
+                    tracing::warn!(error = %format_args!("{e:#}"), "automatic key rotation failed");
+                }
             }
         }
     }
@@ -212,7 +214,7 @@ impl RemoteJwks {
 
     /// Fetch the document and install its usable keys.
     pub async fn fetch(&self, engine: &TokenEngine) -> anyhow::Result<()> {
-        let (kept, skipped) = self.0.fetch(engine).await.map_err(|e| anyhow!(e))?;
+        let (kept, skipped) = self.0.fetch(engine).await?;
         if !skipped.is_empty() {
             tracing::debug!(
                 ?skipped,
@@ -230,7 +232,8 @@ impl KeySource for RemoteJwks {
         match self.0.refresh_for_unknown_kid(engine).await {
             Ok(fresh) => fresh,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot refetch JWK_URL");
+                let error = portcullis_core::error_chain(&e);
+                tracing::warn!(%error, "cannot refetch JWK_URL");
                 false
             }
         }

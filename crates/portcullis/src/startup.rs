@@ -300,7 +300,7 @@ async fn revocation_task(auth: AuthService, store: SqlStore) {
     loop {
         if listener.is_none() {
             listener = store.revocation_listener().await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot listen for revocations; reloading every second");
+                tracing::warn!(error = %portcullis_core::error_chain(&e), "cannot listen for revocations; reloading every second");
                 None
             });
         }
@@ -314,13 +314,13 @@ async fn revocation_task(auth: AuthService, store: SqlStore) {
             _ = tick.tick() => {}
             received = notified => {
                 if let Err(e) = received {
-                    tracing::warn!(error = %e, "lost the revocation listener; reconnecting");
+                    tracing::warn!(error = %portcullis_core::error_chain(&e), "lost the revocation listener; reconnecting");
                     listener = None;
                 }
             }
         }
         if let Err(e) = auth.reload_revocations().await {
-            tracing::warn!(error = %e, "cannot reload revocations");
+            tracing::warn!(error = %portcullis_core::error_chain(&e), "cannot reload revocations");
         }
     }
 }
@@ -338,7 +338,9 @@ async fn prune_task(auth: AuthService, store: SqlStore, every: Duration, audit_r
         match crate::commands::flush_expired(&auth, &store, audit_retention).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned expired token records"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune expired token records"),
+            Err(e) => {
+                tracing::warn!(error = %portcullis_core::error_chain(&e), "cannot prune expired token records");
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ const GENERATED_KEY_SETTING: &str = "generated_signing_key";
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
     SqlStore::connect(settings.store.database_url.expose_secret())
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", settings.origin("database_url")))
+        .map_err(|e| anyhow::Error::new(e).context(settings.origin("database_url")))
 }
 
 /// The configured key pair, or — for HMAC with no key configured — the
@@ -91,5 +91,6 @@ pub async fn auth_service(
 
 /// The password hasher with `workers` slots (one per core for `serve`).
 pub fn hasher(settings: &Settings, workers: usize) -> Result<PasswordHasher, ConfigError> {
-    PasswordHasher::new(settings.hash, workers).map_err(ConfigError)
+    PasswordHasher::new(settings.hash, workers)
+        .map_err(|e| ConfigError(portcullis_core::error_chain(&e).to_string()))
 }

@@ -53,7 +53,7 @@ pub(crate) struct ErrorPage {
 pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(body) => (status, Html(body)).into_response(),
-        Err(e) => ConsoleError::Internal(format!("cannot render a page: {e}")).into_response(),
+        Err(e) => ConsoleError::Render(e).into_response(),
     }
 }
 

@@ -360,8 +360,7 @@ pub(crate) async fn set_password(
         .auth()
         .hasher()
         .hash(password.to_owned().into())
-        .await
-        .map_err(ConsoleError::Internal)?;
+        .await?;
     state
         .auth()
         .user_store()

@@ -45,13 +45,12 @@ impl AuthService {
         let verified = self
             .hasher
             .verify(old, Some(auth.user.password.clone()))
-            .await
-            .map_err(AuthError::Internal)?;
+            .await?;
         if !verified.matched {
             self.count_failure(&keys).await?;
             return Err(AuthError::WrongPassword);
         }
-        let hash = self.hasher.hash(new).await.map_err(AuthError::Internal)?;
+        let hash = self.hasher.hash(new).await?;
         self.users.set_password(auth.user.id, &hash).await?;
         let current = auth.token.get(SESSION_CLAIM).and_then(Value::as_str);
         self.end_sessions(auth.user.id, current).await

@@ -3,7 +3,7 @@
 //! revocations simplejwt does not have) and `TokenVerifyView`.
 
 use portcullis_token::{
-    AuthHeader, Token, TokenError, TokenType, UserIdClaim, parse_authorization,
+    AuthHeader, Rejection, Token, TokenError, TokenType, UserIdClaim, parse_authorization,
 };
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ impl AuthService {
     /// kept for compatibility), and then answers a 400.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify(&self, raw: &str) -> Result<(), AuthError> {
-        let token = self.decode(raw.as_bytes()).await?;
+        let token = self.decode_cached(raw.as_bytes()).await?;
         token.verify(self.engine.settings(), self.engine.now(), None)?;
         if self.settings.blacklist_after_rotation
             && let Some(jti) = token.jti(self.engine.settings())
@@ -35,7 +35,7 @@ impl AuthService {
     ) -> Result<Option<Authenticated>, AuthError> {
         let raw = match parse_authorization(header, &self.settings.auth_header_types) {
             AuthHeader::Anonymous => return Ok(None),
-            AuthHeader::Malformed => return Err(AuthError::BadAuthorizationHeader),
+            AuthHeader::Malformed => return Err(Rejection::BadAuthorizationHeader.into()),
             AuthHeader::Token(raw) => raw,
         };
         let token = self.validated_token(raw).await?;
@@ -45,9 +45,9 @@ impl AuthService {
         // is refused as simplejwt refuses it, "User is inactive" or
         // "User not found".
         let id = match token.user_id(self.engine.settings()) {
-            UserIdClaim::Missing => return Err(AuthError::NoUserIdentification),
+            UserIdClaim::Missing => return Err(Rejection::NoUserIdentification.into()),
             // 5.5.1 answers 500 for an id the database cannot coerce.
-            UserIdClaim::Falsy | UserIdClaim::NotAnId => return Err(AuthError::UserNotFound),
+            UserIdClaim::Falsy | UserIdClaim::NotAnId => return Err(Rejection::UserNotFound.into()),
             UserIdClaim::Id(id) => id,
         };
         let user = self.users.user_by_id(id).await?;
@@ -67,10 +67,11 @@ impl AuthService {
                 }
                 _ => TokenType::Access,
             };
-            return Err(AuthError::NoValidTokenType(vec![TokenMessage {
+            return Err(Rejection::NoValidTokenType(vec![TokenMessage {
                 token_type,
                 error: TokenError::Blacklisted,
-            }]));
+            }])
+            .into());
         }
         Ok(Some(Authenticated { user, token }))
     }
@@ -79,12 +80,12 @@ impl AuthService {
     /// order: found, active, and (with `CHECK_REVOKE_TOKEN`) the password
     /// the token was issued under.
     fn check_user(&self, token: &Token, user: Option<User>) -> Result<User, AuthError> {
-        let user = user.ok_or(AuthError::UserNotFound)?;
+        let user = user.ok_or(Rejection::UserNotFound)?;
         if self.settings.check_user_is_active && !user.is_active {
-            return Err(AuthError::UserInactive);
+            return Err(Rejection::UserInactive.into());
         }
         if self.settings.check_revoke_token && !self.revoke_claim_matches(token, &user) {
-            return Err(AuthError::PasswordChanged);
+            return Err(Rejection::PasswordChanged.into());
         }
         Ok(user)
     }
@@ -109,7 +110,7 @@ impl AuthService {
             |token_type| async move {
                 Ok(match token_type {
                     TokenType::Access => portcullis_token::check_access(
-                        self.decode(raw).await,
+                        self.decode_cached(raw).await,
                         &self.engine,
                         token_type,
                     ),
@@ -125,6 +126,6 @@ impl AuthService {
             },
         )
         .await?
-        .map_err(AuthError::NoValidTokenType)
+        .map_err(|messages| Rejection::NoValidTokenType(messages).into())
     }
 }

@@ -2,9 +2,9 @@
 //! console's login, all behind one credential check and the login
 //! throttle (see `throttle.rs`).
 
-use portcullis_token::TokenType;
+use portcullis_token::{Rejection, TokenType};
 
-use super::{AuthService, Credentials, TokenPair, internal};
+use super::{AuthService, Credentials, TokenPair};
 use crate::throttle::{ThrottleKey, block_for, wait_seconds};
 use crate::{AuthError, Client, User};
 
@@ -24,10 +24,7 @@ impl AuthService {
         } else {
             self.issue(TokenType::Refresh, &user).await?
         };
-        let access = self
-            .engine
-            .access_from_refresh(&refresh)
-            .map_err(internal)?;
+        let access = self.engine.access_from_refresh(&refresh)?;
         let pair = TokenPair {
             refresh: self.encode(&refresh)?,
             access: self.encode(&access)?,
@@ -79,7 +76,7 @@ impl AuthService {
         let result = match &outcome {
             Ok(_) => "success",
             Err(AuthError::NoActiveAccount) => "bad_credentials",
-            Err(AuthError::UserInactive) => "inactive",
+            Err(AuthError::Rejected(Rejection::UserInactive)) => "inactive",
             Err(_) => "error",
         };
         metrics::counter!(crate::LOGINS_TOTAL, "result" => result).increment(1);
@@ -87,7 +84,7 @@ impl AuthService {
             // simplejwt gives an inactive account the same answer as a wrong
             // password (only the metric tells them apart), and both count
             // against the throttle alike.
-            Err(AuthError::NoActiveAccount | AuthError::UserInactive) => {
+            Err(AuthError::NoActiveAccount | AuthError::Rejected(Rejection::UserInactive)) => {
                 self.count_failure(&keys).await?;
                 Err(AuthError::NoActiveAccount)
             }
@@ -158,22 +155,17 @@ impl AuthService {
         let verified = self
             .hasher
             .verify(credentials.password.clone(), stored)
-            .await
-            .map_err(AuthError::Internal)?;
+            .await?;
         let Some(mut user) = user.filter(|_| verified.matched) else {
             return Err(AuthError::NoActiveAccount);
         };
         if self.settings.check_user_is_active && !user.is_active {
-            return Err(AuthError::UserInactive);
+            return Err(Rejection::UserInactive.into());
         }
         if verified.needs_rehash {
             // Django's `check_password` upgrades outdated hashes on login;
             // an imported Django hash always becomes Argon2id here.
-            let hash = self
-                .hasher
-                .hash(credentials.password)
-                .await
-                .map_err(AuthError::Internal)?;
+            let hash = self.hasher.hash(credentials.password).await?;
             self.users.set_password(user.id, &hash).await?;
             user.password = hash;
         }

@@ -98,12 +98,23 @@ pub struct Credentials {
 }
 
 /// The body of a successful login: refresh first, as simplejwt orders it.
-#[derive(Debug)]
+/// Its `Debug` shows the tokens' lengths, never their bytes (a token in a
+/// log is a credential in the log).
 pub struct TokenPair {
     /// The refresh token.
     pub refresh: String,
     /// The access token.
     pub access: String,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |token: &str| format!("<redacted, {} bytes>", token.len());
+        f.debug_struct("TokenPair")
+            .field("refresh", &format_args!("{}", redacted(&self.refresh)))
+            .field("access", &format_args!("{}", redacted(&self.access)))
+            .finish()
+    }
 }
 
 /// A request that presented a valid token.
@@ -229,13 +240,28 @@ impl AuthService {
     /// The engine's decode; a token whose kid nobody knows makes the
     /// `JWK_URL` keys be refetched (rate-limited) and is then tried again.
     async fn decode(&self, raw: &[u8]) -> Result<Token, TokenError> {
-        match self.engine.decode(raw) {
+        self.decode_with(raw, TokenEngine::decode).await
+    }
+
+    /// [`Self::decode`] through the verified-token cache
+    /// ([`TokenEngine::decode_cached`]): for the tokens presented again and
+    /// again (access tokens, verify). Refresh tokens, used once, skip it.
+    async fn decode_cached(&self, raw: &[u8]) -> Result<Token, TokenError> {
+        self.decode_with(raw, TokenEngine::decode_cached).await
+    }
+
+    async fn decode_with(
+        &self,
+        raw: &[u8],
+        decode: fn(&TokenEngine, &[u8]) -> Result<Token, TokenError>,
+    ) -> Result<Token, TokenError> {
+        match decode(&self.engine, raw) {
             Err(TokenError::Invalid) => {
                 if let Some(source) = &self.key_source
                     && self.engine.unknown_kid(raw).is_some()
                     && source.refresh_for_unknown_kid(&self.engine).await
                 {
-                    self.engine.decode(raw)
+                    decode(&self.engine, raw)
                 } else {
                     Err(TokenError::Invalid)
                 }
@@ -283,7 +309,7 @@ impl AuthService {
         }
         self.engine
             .for_user(token_type, user.id, extra)
-            .map_err(internal)
+            .map_err(AuthError::from)
     }
 
     async fn outstand(&self, token: &Token) -> Result<(), AuthError> {
@@ -316,7 +342,7 @@ impl AuthService {
     }
 
     fn encode(&self, token: &Token) -> Result<String, AuthError> {
-        self.engine.encode(token).map_err(internal)
+        Ok(self.engine.encode(token)?)
     }
 }
 
@@ -339,6 +365,25 @@ fn token_user_id(token: &Token, settings: &portcullis_token::TokenSettings) -> O
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> AuthError {
-    AuthError::Internal(e.to_string())
+#[cfg(test)]
+mod tests {
+    use super::TokenPair;
+
+    /// `{:?}` of a login's tokens shows neither token, only their length.
+    #[test]
+    fn token_pairs_debug_without_their_tokens() {
+        let pair = TokenPair {
+            refresh: "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2ln".to_owned(),
+            access: "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.c2ln".to_owned(),
+        };
+        for shown in [format!("{pair:?}"), format!("{pair:#?}")] {
+            for part in pair.refresh.split('.').chain(pair.access.split('.')) {
+                assert!(!shown.contains(part), "{shown} shows {part}");
+            }
+        }
+        assert_eq!(
+            format!("{pair:?}"),
+            "TokenPair { refresh: <redacted, 58 bytes>, access: <redacted, 57 bytes> }"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 use portcullis_token::{Token, TokenError, TokenType, UserIdClaim};
 use serde_json::Value;
 
-use super::{AuthService, SESSION_CLAIM, internal};
+use super::{AuthService, SESSION_CLAIM};
 use crate::{AuthError, Client, RotationClaim, Successor, User};
 
 impl AuthService {
@@ -28,10 +28,7 @@ impl AuthService {
     ) -> Result<(String, Option<String>), AuthError> {
         let refresh = self.validate_refreshable(raw, TokenType::Refresh).await?;
         self.check_refresh_user(&refresh, true).await?;
-        let access = self
-            .engine
-            .access_from_refresh(&refresh)
-            .map_err(internal)?;
+        let access = self.engine.access_from_refresh(&refresh)?;
         let access = self.encode(&access)?;
         if !self.settings.rotate_refresh_tokens {
             return Ok((access, None));
@@ -43,7 +40,7 @@ impl AuthService {
         if self.settings.blacklist_after_rotation && !self.blacklist_token(&refresh).await? {
             return Err(TokenError::Blacklisted.into());
         }
-        let rotated = self.engine.rotate(&refresh).map_err(internal)?;
+        let rotated = self.engine.rotate(&refresh)?;
         self.outstand(&rotated).await?;
         Ok((access, Some(self.encode(&rotated)?)))
     }
@@ -153,7 +150,7 @@ impl AuthService {
             Some(sid) => sid.to_owned(),
             None => presented.jti.clone(),
         };
-        let mut rotated = self.engine.rotate(refresh).map_err(internal)?;
+        let mut rotated = self.engine.rotate(refresh)?;
         rotated.set(SESSION_CLAIM, Value::String(family.clone()));
         let successor = self.record(&rotated)?;
         let now = self.engine.now();

@@ -12,6 +12,11 @@
 //! Refresh and sliding tokens are recorded by `jti` only, never raw
 //! (simplejwt stores the raw token, its issue #803).
 
+use std::borrow::Cow;
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 mod keys;
@@ -36,8 +41,64 @@ pub enum StoreError {
     #[error("{0}")]
     InvalidUrl(String),
     /// The database failed or could not be reached.
-    #[error("database error: {0}")]
-    Database(String),
+    #[error(transparent)]
+    Database(DatabaseError),
+}
+
+impl StoreError {
+    /// The driver failed: its error is the source.
+    pub fn driver(source: impl Error + Send + Sync + 'static) -> Self {
+        Self::Database(DatabaseError {
+            context: None,
+            source: Some(Arc::new(source)),
+        })
+    }
+
+    /// The driver failed while doing `context` ("cannot open the SQLite
+    /// database"): its error is the source.
+    pub fn database(
+        context: impl Into<Cow<'static, str>>,
+        source: impl Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Database(DatabaseError {
+            context: Some(context.into()),
+            source: Some(Arc::new(source)),
+        })
+    }
+
+    /// The database cannot be used, for a reason of its own (no driver
+    /// error behind it).
+    pub fn unusable(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Database(DatabaseError {
+            context: Some(context.into()),
+            source: None,
+        })
+    }
+}
+
+/// What [`StoreError::Database`] holds: `database error[: context]`, and
+/// the driver's error as [`Error::source`] (shown after it by the log and
+/// by the command line, which write the whole chain).
+#[derive(Debug, Clone)]
+pub struct DatabaseError {
+    context: Option<Cow<'static, str>>,
+    source: Option<Arc<dyn Error + Send + Sync>>,
+}
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("database error")?;
+        if let Some(context) = &self.context {
+            write!(f, ": {context}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
 }
 
 /// Every aggregate in one database: what the server opens at start and

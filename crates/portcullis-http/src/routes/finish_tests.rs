@@ -80,7 +80,7 @@ fn layered(state: &AppState) -> axum::Router {
         .with_state(state.clone())
 }
 
-async fn state() -> (AppState, tempfile::TempDir) {
+pub(super) async fn state() -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -100,12 +100,12 @@ async fn state() -> (AppState, tempfile::TempDir) {
 }
 
 /// Status, headers (sorted) and body.
-type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+pub(super) type Answer = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// Method, path, headers, body.
 type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str);
 
-async fn answer(router: &axum::Router, request: Request) -> Answer {
+pub(super) async fn answer(router: &axum::Router, request: Request) -> Answer {
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status().as_u16();
     let mut headers: Vec<(String, String)> = response
@@ -121,7 +121,7 @@ async fn answer(router: &axum::Router, request: Request) -> Answer {
     (status, headers, body)
 }
 
-fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Request {
+pub(super) fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Request {
     let mut builder = Request::builder().method(method).uri(path);
     for (name, value) in headers {
         builder = builder.header(*name, *value);

@@ -54,7 +54,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     match state.auth().ping().await {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            let error = portcullis_core::error_chain(&e);
+            tracing::warn!(%error, "readiness check failed");
             Err(ApiError::Unavailable)
         }
     }

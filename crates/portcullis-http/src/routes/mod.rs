@@ -13,6 +13,8 @@ pub(crate) mod users;
 pub(crate) mod well_known;
 
 #[cfg(test)]
+mod error_tests;
+#[cfg(test)]
 mod finish_tests;
 
 use std::future::Future;

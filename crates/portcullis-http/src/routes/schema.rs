@@ -153,7 +153,8 @@ pub(crate) async fn schema(
         doc::to_yaml(&document)
     }
     .map_err(|e| {
-        tracing::error!(error = %e, "cannot serialise the OpenAPI document");
+        let error = portcullis_core::error_chain(&e);
+        tracing::error!(%error, "cannot serialise the OpenAPI document");
         ApiError::Internal
     })?;
     let content_type = if charset {

@@ -113,7 +113,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
 async fn jwks(State(state): State<AppState>, if_none_match: IfNoneMatch) -> Response {
     let document = match state.auth().engine().jwks() {
         Ok(document) => document,
-        Err(e) => return ApiError::Auth(AuthError::Internal(e.to_string())).into_response(),
+        Err(e) => return ApiError::Auth(AuthError::Sign(e)).into_response(),
     };
     let cache = format!("public, max-age={}", state.http().jwks_max_age);
     let headers = [

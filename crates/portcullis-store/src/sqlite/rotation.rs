@@ -122,7 +122,7 @@ impl RotationQueue {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Database("the SQLite rotation writer has stopped".to_owned())
+    StoreError::unusable("the SQLite rotation writer has stopped")
 }
 
 /// The writer task: every rotation waiting, up to [`MAX_BATCH`], in one
@@ -138,9 +138,10 @@ async fn write_batches(writer: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Job
             }
             Err(e) => {
                 // Rolled back (the transaction is dropped unfinished).
-                let e = e.to_string();
+                let e = Arc::new(e);
                 for job in batch.drain(..) {
-                    job.answer.send(Err(StoreError::Database(e.clone()))).ok();
+                    let e = StoreError::driver(Arc::clone(&e));
+                    job.answer.send(Err(e)).ok();
                 }
             }
         }

@@ -37,6 +37,8 @@ pub(super) struct TokenSection {
     sliding_token_refresh_exp_claim: String,
     /// `MAX_TOKEN_BYTES`: longer tokens are invalid without parsing.
     max_token_bytes: usize,
+    /// `TOKEN_CACHE_SIZE`: verified tokens remembered (entries); 0 turns it off.
+    token_cache_size: usize,
 }
 
 impl Default for TokenSection {
@@ -56,6 +58,7 @@ impl Default for TokenSection {
             jti_claim: defaults.jti_claim,
             sliding_token_refresh_exp_claim: defaults.sliding_refresh_exp_claim,
             max_token_bytes: defaults.max_token_bytes,
+            token_cache_size: defaults.token_cache_size,
         }
     }
 }
@@ -99,6 +102,7 @@ impl TokenSection {
                 self.sliding_token_refresh_exp_claim,
             )?,
             max_token_bytes: self.max_token_bytes,
+            token_cache_size: self.token_cache_size,
         })
     }
 }

@@ -63,6 +63,13 @@ pub(crate) struct TestDatabase {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// PostgreSQL databases of this process, emptied by a finished test for the
+/// next one. Creating and dropping a database writes and syncs its files
+/// (about a second each on a busy machine, and they queue); emptying one
+/// is a transaction. The replay of the recorded cases alone made and
+/// dropped some 270.
+static SPARE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 impl TestDatabase {
     pub(crate) async fn new(backend: Backend) -> Self {
         match backend {
@@ -77,6 +84,15 @@ impl TestDatabase {
             }
             Backend::Postgres => {
                 let admin = postgres_admin_url();
+                let (base, _) = admin.rsplit_once('/').expect("database URL with a path");
+                let spare = SPARE.lock().unwrap().pop();
+                if let Some(name) = spare {
+                    return Self {
+                        url: format!("{base}/{name}"),
+                        _dir: None,
+                        postgres_name: Some(name),
+                    };
+                }
                 let name = format!(
                     "portcullis_test_{}_{}",
                     std::process::id(),
@@ -91,7 +107,6 @@ impl TestDatabase {
                     .await
                     .expect("create test database");
                 conn.close().await.ok();
-                let (base, _) = admin.rsplit_once('/').expect("database URL with a path");
                 Self {
                     url: format!("{base}/{name}"),
                     _dir: None,
@@ -127,6 +142,42 @@ async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
     .await;
 }
 
+/// Make database `name` what `CREATE DATABASE` made: nobody connected,
+/// and a `public` schema with nothing in it, owned and granted as
+/// PostgreSQL 15 makes it. False when it cannot be (a test made schemas of
+/// its own, or PostgreSQL refused): then it is dropped instead.
+async fn empty(admin_conn: &mut sqlx::PgConnection, admin: &str, name: &str) -> bool {
+    let emptied = async {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut *admin_conn)
+        .await?;
+        let (base, _) = admin.rsplit_once('/').unwrap_or((admin, ""));
+        let mut conn = sqlx::PgConnection::connect(&format!("{base}/{name}")).await?;
+        let schemas: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_namespace \
+             WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        if schemas == 0 {
+            sqlx::raw_sql(
+                "DROP SCHEMA public CASCADE; CREATE SCHEMA public; \
+                 ALTER SCHEMA public OWNER TO pg_database_owner; \
+                 GRANT USAGE ON SCHEMA public TO PUBLIC;",
+            )
+            .execute(&mut conn)
+            .await?;
+        }
+        conn.close().await?;
+        Ok::<_, sqlx::Error>(schemas == 0)
+    };
+    emptied.await.unwrap_or(false)
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(name) = self.postgres_name.take() else {
@@ -140,13 +191,18 @@ impl Drop for TestDatabase {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await
-                        .ok();
+                let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
+                    return;
+                };
+                if empty(&mut conn, &admin, &name).await {
+                    SPARE.lock().unwrap().push(name);
+                    return;
                 }
+                let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .ok();
             });
         })
         .join()

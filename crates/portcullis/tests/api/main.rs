@@ -19,6 +19,7 @@ mod config;
 mod console;
 mod cookies;
 mod django;
+mod durability;
 mod flows;
 mod front;
 mod front_helpers;
@@ -37,6 +38,7 @@ mod sessions;
 mod shutdown;
 mod throttle;
 mod tls;
+mod token_cache;
 mod user_cache;
 #[cfg(feature = "wsgi")]
 mod wsgi;

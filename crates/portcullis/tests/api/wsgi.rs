@@ -449,14 +449,27 @@ async fn a_huge_response_to_a_slow_client_keeps_the_server_small() {
         grown < 64 << 20,
         "the server grew by {grown} bytes for a response its client did not read"
     );
+    // The app sends bytes 0, 1, …, 255, 0, 1, …: each chunk is compared
+    // with the same run of that pattern.
+    let pattern: Vec<u8> = (0..=255u8).cycle().take((4 << 20) + 256).collect();
     let mut length = 0usize;
-    let mut position = 0u8;
-    while let Some(chunk) = huge.chunk().await.unwrap() {
-        for &b in &chunk {
-            assert_eq!(b, position, "byte {length} of the response");
-            position = position.wrapping_add(1);
-            length += 1;
-        }
+    loop {
+        let chunk = match huge.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => panic!(
+                "the response was cut after {length} bytes: {e}\nthe server's log:\n{}",
+                served.log()
+            ),
+        };
+        let start = length % 256;
+        assert!(chunk.len() <= 4 << 20, "a chunk of {} bytes", chunk.len());
+        assert!(
+            chunk[..] == pattern[start..start + chunk.len()],
+            "bytes {length}..{} of the response",
+            length + chunk.len()
+        );
+        length += chunk.len();
     }
     assert_eq!(length, 200 << 20);
     let (code, _) = served.terminate().await;
@@ -485,6 +498,39 @@ async fn an_app_that_cannot_be_imported_stops_serve_with_the_reason() {
     );
 }
 
+/// An app that raises (outside any framework that would answer for it):
+/// the mount's generic 500, the traceback in the log only.
+#[tokio::test]
+async fn an_app_that_raises_answers_the_generic_failure() {
+    let site = Site::new().await;
+    std::fs::write(
+        site.site().join("raising.py"),
+        "def application(environ, start_response):\n    \
+         raise RuntimeError('a secret in the traceback')\n",
+    )
+    .unwrap();
+    let config = site.site().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        "[[wsgi]]\nprefix = \"/r/\"\napp = \"raising:application\"\nworkers = 1\n",
+    )
+    .unwrap();
+    let mut command = serve_in(site.dir.path());
+    command.arg("--config").arg(&config);
+    let served = Served::start(command).await.unwrap();
+    let client = reqwest::Client::new();
+    wait_ready(&served, &client, &served.base).await;
+    let answer = client.get(served.url("/r/")).send().await.unwrap();
+    assert_eq!(answer.status(), 500);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    assert_eq!(
+        answer.text().await.unwrap(),
+        r#"{"detail":"The application failed to answer.","code":"application_error"}"#
+    );
+    served.wait_for_log("a secret in the traceback").await;
+    served.terminate().await;
+}
+
 #[tokio::test]
 async fn readyz_waits_for_the_import_and_sighup_reloads_the_code() {
     let site = Site::new().await;
@@ -508,6 +554,10 @@ async fn readyz_waits_for_the_import_and_sighup_reloads_the_code() {
     // The app sleeps a second on import: not ready yet.
     let early = client.get(served.url("/readyz")).send().await.unwrap();
     assert_eq!(early.status(), 503);
+    assert_eq!(
+        early.text().await.unwrap(),
+        r#"{"detail":"The database is unreachable."}"#
+    );
     wait_ready(&served, &client, &served.base).await;
     let text = |r: reqwest::Response| async move {
         assert_eq!(r.status(), 200);
