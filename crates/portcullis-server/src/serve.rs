@@ -48,8 +48,11 @@ use crate::{access_log, metrics};
 pub struct Listener {
     /// `main`, `redirect` or `metrics`: the `listener` label.
     pub name: &'static str,
+    /// The bound socket.
     pub tcp: TcpListener,
+    /// TLS on this listener, or plain HTTP.
     pub tls: Option<Arc<Tls>>,
+    /// What answers its requests.
     pub router: Router,
 }
 
