@@ -145,8 +145,14 @@ async fn user(command: UserCommand, settings: &Settings) -> anyhow::Result<()> {
         } => {
             let user = existing(&store, &username).await?;
             let password = read_password(password_stdin)?;
-            let hash = hasher(settings, 1)?.hash(password).await?;
-            store.set_password(user.id, &hash).await?;
+            // The flows end the user's sessions too, as the console does.
+            if !service(settings, &store)
+                .await?
+                .set_password(user.id, password)
+                .await?
+            {
+                bail!("no user named {username:?}");
+            }
             record(
                 &store,
                 AuditAction::UserSetPassword,

@@ -356,17 +356,10 @@ pub(crate) async fn set_password(
         let page = user_page(&state, &staff, user, None, None, Some(error.to_owned())).await?;
         return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
     }
-    let hash = state
-        .auth()
-        .hasher()
-        .hash(password.to_owned().into())
-        .await?;
     state
         .auth()
-        .user_store()
-        .set_password(user.id, &hash)
+        .set_password(user.id, password.to_owned().into())
         .await?;
-    state.auth().end_sessions_of(user.id).await?;
     state
         .record(
             &staff.actor(),

@@ -56,6 +56,21 @@ impl AuthService {
         self.end_sessions(auth.user.id, current).await
     }
 
+    /// Set a user's password for them (staff in the console, the CLI's
+    /// `user set-password`), ending every session of the account: whoever
+    /// knew the old password is out. `false` if there is no such user.
+    pub async fn set_password(
+        &self,
+        user_id: i64,
+        password: SecretString,
+    ) -> Result<bool, AuthError> {
+        let hash = self.hasher.hash(password).await?;
+        if !self.users.set_password(user_id, &hash).await? {
+            return Ok(false);
+        }
+        self.end_sessions_of(user_id).await
+    }
+
     /// Deactivate a user, ending every session first (ASVS V7.4.2): a
     /// disabled account keeps no session, even if it is enabled again.
     /// `false` if there is no such user. The CLI's `user deactivate` too.

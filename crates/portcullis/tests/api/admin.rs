@@ -1,6 +1,7 @@
 //! Staff endpoints (issue 4): see and end any user's sessions, deactivate
-//! or delete a user through the API, and the CLI's `user delete`; every
-//! way of disabling an account ends its sessions (ASVS V7.4.2).
+//! or delete a user through the API, and the CLI's `user delete` and
+//! `set-password`; every way of disabling an account or resetting its
+//! password ends its sessions (ASVS V7.4.2).
 
 use serde_json::json;
 
@@ -262,10 +263,53 @@ async fn cli_delete_ends_sessions(backend: Backend) {
     app.stop().await;
 }
 
+/// `user set-password` ends every session of the account, as the
+/// console's password form does: whoever knew the old password is out.
+async fn cli_set_password_ends_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend, "rotate_refresh_tokens = true\n").await;
+    app.user("alice", "alice-pass", true, false).await;
+    let (alice_refresh, alice_access) = app.login("alice", "alice-pass").await;
+    assert_eq!(me(&app, &alice_access).await.0, 200);
+    let out = run(
+        portcullis(
+            &app.db,
+            &["user", "set-password", "alice", "--password-stdin"],
+        ),
+        "alice-new-pass\n",
+    )
+    .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "Password changed for alice.\n"),
+        "{}",
+        out.stderr
+    );
+    // The refresh token is checked against the database: refused at once.
+    assert_eq!(
+        refresh(&app, &alice_refresh).await,
+        (401, BLACKLISTED.to_owned())
+    );
+    // The ended session reaches this server's access checks as any change
+    // from another process does (PostgreSQL's NOTIFY, else the reload of
+    // ended sessions once a second): wait for it, without timing it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let me = loop {
+        let reply = me(&app, &alice_access).await;
+        if reply.0 != 200 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(me, (401, ACCESS_REVOKED.to_owned()));
+    app.login("alice", "alice-new-pass").await;
+    app.stop().await;
+}
+
 crate::both_backends!(
     staff_only,
     staff_list_and_end_sessions,
     staff_deactivate_ends_sessions,
     staff_delete_ends_sessions,
     cli_delete_ends_sessions,
+    cli_set_password_ends_sessions,
 );
