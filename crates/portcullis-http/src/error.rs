@@ -40,6 +40,9 @@ pub enum ApiError {
     Csrf(&'static str),
     /// The database is unreachable (readiness).
     Unavailable,
+    /// A `[[wsgi]]` app has not imported yet (readiness): which one is
+    /// only logged, not told to whoever asks.
+    Starting,
     /// A failure already logged where it happened (a static file that
     /// cannot be read): DRF's generic 500, without its cause.
     Internal,
@@ -194,6 +197,10 @@ impl IntoResponse for ApiError {
             Self::Unavailable => detail(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is unreachable.",
+            ),
+            Self::Starting => detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The application is still starting.",
             ),
             Self::Internal => server_error(),
             Self::RequestTimeout(seconds) => {

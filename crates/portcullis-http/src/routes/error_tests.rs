@@ -328,6 +328,12 @@ fn case(n: usize) -> Option<Expected> {
             r#"{"detail":"The application is not available.","code":"unavailable"}"#,
             vec![("retry-after", "1")],
         ),
+        47 => (
+            ApiError::Starting,
+            503,
+            r#"{"detail":"The application is still starting."}"#,
+            none(),
+        ),
         _ => return None,
     })
 }
@@ -362,5 +368,5 @@ async fn every_error_answers_its_exact_status_headers_and_body() {
         );
         n += 1;
     }
-    assert_eq!(n, 47);
+    assert_eq!(n, 48);
 }

@@ -41,14 +41,14 @@ async fn healthz() -> Json<Value> {
     summary = "Readiness: the database answers and every `[[wsgi]]` app has imported",
     responses(
         (status = 200, description = "Ready", body = doc::Status, example = json!({"status": "ready"})),
-        (status = 503, description = "Not ready", body = doc::ErrorDetail, example = json!({"detail": "The database is unreachable."})),
+        (status = 503, description = "Not ready: the database does not answer, or a `[[wsgi]]` app is still importing (`The application is still starting.`)", body = doc::ErrorDetail, example = json!({"detail": "The database is unreachable."})),
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     for check in &state.http().readiness {
         if let Err(what) = (check.0)() {
             tracing::debug!(%what, "not ready yet");
-            return Err(ApiError::Unavailable);
+            return Err(ApiError::Starting);
         }
     }
     match state.auth().ping().await {

@@ -556,7 +556,7 @@ async fn readyz_waits_for_the_import_and_sighup_reloads_the_code() {
     assert_eq!(early.status(), 503);
     assert_eq!(
         early.text().await.unwrap(),
-        r#"{"detail":"The database is unreachable."}"#
+        r#"{"detail":"The application is still starting."}"#
     );
     wait_ready(&served, &client, &served.base).await;
     let text = |r: reqwest::Response| async move {
