@@ -24,6 +24,9 @@ pub const REQUESTS_TOTAL: &str = "portcullis_http_requests_total";
 pub const REQUEST_SECONDS: &str = "portcullis_http_request_duration_seconds";
 /// Connections open now, by `listener` (`main`, `redirect`, `metrics`).
 pub const OPEN_CONNECTIONS: &str = "portcullis_open_connections";
+/// Of those, idle HTTP/1.1 connections parked: waiting for their next
+/// request with no HTTP state held, by `listener`.
+pub const PARKED_CONNECTIONS: &str = "portcullis_parked_connections";
 /// The `route` label of a request no route matched.
 pub const UNMATCHED: &str = "unmatched";
 
@@ -63,6 +66,10 @@ fn describe() {
         "time until the response headers, by route and status"
     );
     metrics::describe_gauge!(OPEN_CONNECTIONS, "connections open now, by listener");
+    metrics::describe_gauge!(
+        PARKED_CONNECTIONS,
+        "idle HTTP/1.1 connections waiting for their next request without HTTP state, by listener"
+    );
     metrics::describe_counter!(
         portcullis_core::LOGINS_TOTAL,
         "logins by result: success, bad_credentials, inactive, error"

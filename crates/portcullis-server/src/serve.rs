@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::HeaderValue;
+use bytes::{Buf as _, Bytes, BytesMut};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -125,7 +126,14 @@ pub async fn serve(
         tls,
         router,
     } = listener;
-    let builder = Arc::new(builder(&settings));
+    let shared = Arc::new(Shared {
+        name,
+        tls,
+        router,
+        builders: builders(&settings),
+        settings: Arc::clone(&settings),
+        stopping: tokio::sync::Notify::new(),
+    });
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let mut connections = JoinSet::new();
     loop {
@@ -150,22 +158,20 @@ pub async fn serve(
             },
             () = stopped(&mut stop) => break,
         };
+        ::metrics::gauge!(metrics::OPEN_CONNECTIONS, "listener" => name).increment(1);
         let connection = Connection {
-            name,
+            shared: Arc::clone(&shared),
             remote,
-            tls: tls.clone(),
-            router: router.clone(),
-            builder: Arc::clone(&builder),
-            settings: Arc::clone(&settings),
             stop: stop.clone(),
+            _permit: permit,
+            _open: OpenGuard(name),
         };
-        connections.spawn(async move {
-            let _permit = permit;
-            connection.run(stream).await;
-        });
+        connections.spawn(connection.run(stream));
     }
-    // No new connections from here: the socket closes now.
+    // No new connections from here: the socket closes now, and parked
+    // connections close (the others finish their requests first).
     drop(tcp);
+    shared.stopping.notify_waiters();
     let open = connections.len();
     if open > 0 {
         tracing::info!(
@@ -193,118 +199,462 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+/// The HTTP/1.1 and HTTP/2 connection settings, shared by every connection
+/// of a listener.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+fn builders(settings: &ServerSettings) -> Builders {
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes);
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    builder
+    Builders { http1, http2 }
 }
 
-/// One accepted connection.
-struct Connection {
+/// What an HTTP/2 connection starts with (prior knowledge on plain TCP,
+/// after ALPN `h2` over TLS); anything else is HTTP/1.x.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What every connection of a listener shares.
+struct Shared {
+    /// The `listener` label.
     name: &'static str,
-    remote: SocketAddr,
     tls: Option<Arc<Tls>>,
     router: Router,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Builders,
     settings: Arc<ServerSettings>,
+    /// Notified when the server stops: what parked connections wait on
+    /// (smaller than a `watch` receiver's wait, and they are many).
+    stopping: tokio::sync::Notify,
+}
+
+/// One accepted connection. Small on purpose: a parked connection's task
+/// holds this, its socket and the wait.
+struct Connection {
+    shared: Arc<Shared>,
+    remote: SocketAddr,
     stop: watch::Receiver<bool>,
+    /// Its place under `MAX_CONNECTIONS`.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _open: OpenGuard,
+}
+
+/// An HTTP/1.1 connection idle this long is parked (and a connection's
+/// timeouts are checked this often). Short, so that a burst of clients
+/// that each ask once and stay connected never holds many hyper states at
+/// once: their buffers are freed, not left for the allocator to keep.
+const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// What a connection speaks, by its first bytes.
+#[derive(Debug, Clone, Copy)]
+enum Version {
+    Http1,
+    Http2,
+}
+
+/// How one hyper connection ended.
+enum Ended {
+    /// The connection is over (closed by either side, an error, an
+    /// upgrade, the server stopping).
+    Closed,
+    /// The connection is idle and was asked to hand its socket back.
+    Parked,
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream) {
-        ::metrics::gauge!(metrics::OPEN_CONNECTIONS, "listener" => self.name).increment(1);
-        let _open = OpenGuard(self.name);
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        let activity = Arc::new(Activity::new());
-        match self.tls.clone() {
-            Some(tls) => {
-                // The handshake counts as reading the request head: a client
-                // that stalls it is cut like a slow header.
-                let handshake = tokio::time::timeout(
-                    self.settings.header_read_timeout,
-                    tls.acceptor().accept(stream),
-                )
-                .await;
-                match handshake {
-                    Ok(Ok(stream)) => self.drive(Tracked::new(stream, &activity), activity).await,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, remote = %self.remote, "TLS handshake failed");
-                    }
-                    Err(_) => {
-                        tracing::debug!(remote = %self.remote, "TLS handshake timed out");
+    // `run`, `keep` and `park` return async blocks rather than being
+    // `async fn`s: an `async fn` keeps a second copy of its arguments in its
+    // future (rust-lang/rust#62958), and these futures are what a parked
+    // connection's task is made of.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep its arguments twice (rust-lang/rust#62958)"
+    )]
+    fn run(mut self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+            let activity = Arc::new(Activity::new());
+            match self.shared.tls.clone() {
+                // Boxed: rustls's state is large, and a plain connection's task
+                // should not be sized for it.
+                Some(tls) => Box::pin(self.run_tls(tls, stream, activity)).await,
+                None => {
+                    if let Some(io) = Box::pin(self.begin(stream, &activity)).await {
+                        self.keep(io, &activity).await;
                     }
                 }
             }
-            None => self.drive(Tracked::new(stream, &activity), activity).await,
         }
     }
 
-    async fn drive<I>(mut self, io: Tracked<I>, activity: Arc<Activity>)
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        // The proxy's X-Forwarded-Proto.
-        let scheme = ForwardedProto(if self.tls.is_some() { "https" } else { "http" });
-        let remote = self.remote;
-        let router = self.router.clone();
-        let in_service = Arc::clone(&activity);
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(remote));
-            request.extensions_mut().insert(scheme);
-            let busy = Busy::new(&in_service);
-            let router = router.clone();
-            async move {
-                let response = router.oneshot(request.map(axum::body::Body::new)).await;
-                drop(busy);
-                response
+    async fn run_tls(&mut self, tls: Arc<Tls>, stream: TcpStream, activity: Arc<Activity>) {
+        // The handshake counts as reading the request head: a client that
+        // stalls it is cut like a slow header.
+        let handshake = tokio::time::timeout(
+            self.shared.settings.header_read_timeout,
+            tls.acceptor().accept(stream),
+        )
+        .await;
+        match handshake {
+            Ok(Ok(stream)) => {
+                if let Some(io) = self.begin(stream, &activity).await {
+                    self.keep(io, &activity).await;
+                }
             }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, remote = %self.remote, "TLS handshake failed");
+            }
+            Err(_) => {
+                tracing::debug!(remote = %self.remote, "TLS handshake timed out");
+            }
+        }
+    }
+
+    /// Keep serving an HTTP/1.1 connection. It is served by hyper while
+    /// requests come and parked while it is idle: hyper's state is ended
+    /// without closing the socket, and the task waits on the socket alone
+    /// (hyper's buffers, 8 KiB to read and 8 KiB of response head, its
+    /// timers and the dispatcher's state are freed). When bytes arrive, a
+    /// new hyper connection takes the socket up again, with whatever the
+    /// last one had read and not parsed. Every phase but that wait runs in
+    /// a boxed future of its own, so that a parked connection's task is
+    /// small.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep its arguments twice (rust-lang/rust#62958)"
+    )]
+    fn keep<'a, I: Transport>(
+        &'a mut self,
+        mut io: Tracked<I>,
+        activity: &'a Arc<Activity>,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        async move {
+            loop {
+                // Unless the next request had begun, wait for it.
+                if io.unread.is_empty() && !self.park(&mut io, activity).await {
+                    return;
+                }
+                io = match Box::pin(self.serve_http1(io, activity)).await {
+                    Some(io) => io,
+                    None => return,
+                };
+            }
+        }
+    }
+
+    /// Tell the version from the first bytes, then serve HTTP/2 to the
+    /// connection's end, or HTTP/1.1 until it is first parked.
+    async fn begin<I: Transport>(&mut self, io: I, activity: &Arc<Activity>) -> Option<Tracked<I>> {
+        let mut io = Tracked::new(io, activity);
+        // The preface, like a request head, must arrive within
+        // HEADER_READ_TIMEOUT.
+        let sniffed =
+            tokio::time::timeout(self.shared.settings.header_read_timeout, io.sniff()).await;
+        match sniffed {
+            Ok(Ok(Version::Http1)) => self.serve_http1(io, activity).await,
+            Ok(Ok(Version::Http2)) => {
+                let connection = self
+                    .shared
+                    .builders
+                    .http2
+                    .serve_connection(TokioIo::new(io), self.service(activity));
+                tokio::pin!(connection);
+                self.serve(connection, activity, false).await;
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, remote = %self.remote, "connection ended before a request");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(remote = %self.remote, "no request within HEADER_READ_TIMEOUT");
+                None
+            }
+        }
+    }
+
+    /// The service that hands this connection's requests to the router.
+    fn service(
+        &self,
+        activity: &Arc<Activity>,
+    ) -> impl hyper::service::HttpService<Incoming, ResBody = Answering, Future: Send + 'static>
+    + Unpin
+    + Send
+    + 'static
+    + use<> {
+        // The proxy's X-Forwarded-Proto.
+        let scheme = ForwardedProto(if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
         });
-        let builder = Arc::clone(&self.builder);
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        tokio::pin!(connection);
-        let idle_limit = self.settings.keep_alive_timeout;
-        let mut tick = tokio::time::interval(
-            (idle_limit / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)),
-        );
+        service(
+            self.shared.router.clone(),
+            self.remote,
+            scheme,
+            Arc::clone(activity),
+        )
+    }
+
+    /// One hyper HTTP/1.1 connection on `io`, until it ends; the socket
+    /// back when it was parked.
+    async fn serve_http1<I: Transport>(
+        &mut self,
+        io: Tracked<I>,
+        activity: &Arc<Activity>,
+    ) -> Option<Tracked<I>> {
+        activity.parking.store(false, Ordering::Relaxed);
+        let mut connection = self
+            .shared
+            .builders
+            .http1
+            .serve_connection(TokioIo::new(io), self.service(activity))
+            .with_upgrades();
+        if let Ended::Closed = self.serve(Pin::new(&mut connection), activity, true).await {
+            return None;
+        }
+        let parts = connection.into_parts()?;
+        let mut io = parts.io.into_inner();
+        io.unread_first(parts.read_buf);
+        Some(io)
+    }
+
+    /// Wait for the parked connection's next request; `false` when the
+    /// connection is to close instead (`KEEP_ALIVE_TIMEOUT`, the server
+    /// stopping, an error). Polled by hand rather than through `select!`
+    /// and async helpers: this state is what every idle connection holds.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep its arguments twice (rust-lang/rust#62958)"
+    )]
+    fn park<'a, I: Transport>(
+        &'a mut self,
+        io: &'a mut Tracked<I>,
+        activity: &'a Activity,
+    ) -> impl Future<Output = bool> + Send + 'a {
+        async move {
+            let idle_limit = self.shared.settings.keep_alive_timeout;
+            let sleep = tokio::time::sleep(idle_limit.saturating_sub(activity.idle_for()));
+            // Registered before `stop` is read, so a stop in between is seen.
+            let stopping = self.shared.stopping.notified();
+            tokio::pin!(sleep, stopping);
+            stopping.as_mut().enable();
+            if *self.stop.borrow() {
+                return false;
+            }
+            let name = self.shared.name;
+            ::metrics::gauge!(metrics::PARKED_CONNECTIONS, "listener" => name).increment(1);
+            let _parked = ParkedGuard(name);
+            let remote = &self.remote;
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(ready) = io.inner.poll_wait(cx) {
+                    return Poll::Ready(match ready {
+                        Ok(first) => {
+                            io.unread = first;
+                            true
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, remote = %remote, "a parked connection failed");
+                            false
+                        }
+                    });
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    tracing::debug!(remote = %remote, "closing an idle connection (KEEP_ALIVE_TIMEOUT)");
+                    return Poll::Ready(false);
+                }
+                if stopping.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                Poll::Pending
+            })
+            .await
+        }
+    }
+
+    /// Drive `connection` until it ends: a graceful shutdown when the
+    /// server stops or the connection has been idle for `KEEP_ALIVE_TIMEOUT`,
+    /// and, when `parkable`, a hand-back ([`Ended::Parked`]) once it has
+    /// been idle for [`PARK_AFTER`].
+    async fn serve<C>(
+        &mut self,
+        mut connection: Pin<&mut C>,
+        activity: &Activity,
+        parkable: bool,
+    ) -> Ended
+    where
+        C: Future<Output = hyper::Result<()>> + GracefulShutdown,
+    {
+        let remote = self.remote;
+        let settings = &self.shared.settings;
+        let idle_limit = settings.keep_alive_timeout;
+        let header_read_timeout = settings.header_read_timeout;
+        let mut tick = tokio::time::interval(PARK_AFTER);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut closing = false;
+        let mut parking = false;
         loop {
             tokio::select! {
                 served = connection.as_mut() => {
                     if let Err(e) = served {
                         tracing::debug!(error = %e, remote = %remote, "connection ended with an error");
+                        return Ended::Closed;
                     }
-                    break;
+                    return if parking && !closing { Ended::Parked } else { Ended::Closed };
                 }
                 () = stopped(&mut self.stop), if !closing => {
                     // HTTP/1.1: close after the current response; HTTP/2: GOAWAY.
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                _ = tick.tick(), if !closing => {
+                _ = tick.tick(), if !closing && !parking => {
                     // A client that never completes a first request (say, an
                     // HTTP/2 preface sent a byte at a time, which hyper's
                     // HTTP/1 header timeout does not see) is cut as slow.
                     let never_asked = !activity.asked.load(Ordering::Relaxed)
-                        && activity.epoch.elapsed() >= self.settings.header_read_timeout;
+                        && activity.epoch.elapsed() >= header_read_timeout;
                     if never_asked || activity.idle_for() >= idle_limit {
                         tracing::debug!(remote = %remote, "closing an idle connection (KEEP_ALIVE_TIMEOUT)");
                         connection.as_mut().graceful_shutdown();
                         closing = true;
+                    } else if parkable && activity.parkable(PARK_AFTER) {
+                        // hyper ends an idle HTTP/1.1 connection at once on a
+                        // graceful shutdown; the socket's shutdown is skipped
+                        // (Tracked::poll_shutdown) and the socket handed back.
+                        activity.parking.store(true, Ordering::Relaxed);
+                        connection.as_mut().graceful_shutdown();
+                        parking = true;
                     }
                 }
             }
         }
+    }
+}
+
+/// The service that hands a connection's requests to the router, with
+/// what the handlers learn of the connection.
+fn service(
+    router: Router,
+    remote: SocketAddr,
+    scheme: ForwardedProto,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = hyper::Response<Answering>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<hyper::Response<Answering>, std::convert::Infallible>>
+             + Send
+             + 'static,
+> + Clone
++ Send
++ Unpin
++ 'static {
+    hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(remote));
+        request.extensions_mut().insert(scheme);
+        let busy = Busy::new(&activity);
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request.map(axum::body::Body::new)).await;
+            // The request stays in flight until hyper has sent the whole
+            // body and dropped it.
+            response.map(|response| response.map(|body| Answering { body, _busy: busy }))
+        }
+    })
+}
+
+/// A response body that keeps its request counted as in flight: a
+/// connection streaming an answer, however slowly, is not idle.
+struct Answering {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Answering {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        hyper::body::Body::poll_frame(Pin::new(&mut self.body), cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        hyper::body::Body::is_end_stream(&self.body)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::Body::size_hint(&self.body)
+    }
+}
+
+/// The graceful shutdown of an HTTP/1.1 or HTTP/2 connection.
+trait GracefulShutdown {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulShutdown for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B> GracefulShutdown for http2::Connection<I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// A socket under a connection: plain TCP or TLS.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready once the peer has sent bytes, closed or failed, holding as
+    /// little as possible meanwhile; with the bytes it had to read to know.
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<Bytes>>;
+}
+
+impl Transport for TcpStream {
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<Bytes>> {
+        self.poll_read_ready(cx).map_ok(|()| Bytes::new())
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    /// rustls tells of a request only by decrypting it (and may hold bytes
+    /// it decrypted earlier): its first byte is read here and kept for
+    /// hyper.
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<Bytes>> {
+        let mut probe = [0_u8; 1];
+        let mut first = ReadBuf::new(&mut probe);
+        Pin::new(self)
+            .poll_read(cx, &mut first)
+            .map_ok(|()| Bytes::copy_from_slice(first.filled()))
     }
 }
 
@@ -317,6 +667,15 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Decrements the parked-connections gauge when the wait ends.
+struct ParkedGuard(&'static str);
+
+impl Drop for ParkedGuard {
+    fn drop(&mut self) {
+        ::metrics::gauge!(metrics::PARKED_CONNECTIONS, "listener" => self.0).decrement(1);
+    }
+}
+
 /// When a connection last moved a byte, and how many requests it is
 /// answering: idle means neither for `KEEP_ALIVE_TIMEOUT`.
 #[derive(Debug)]
@@ -326,6 +685,12 @@ struct Activity {
     in_flight: AtomicUsize,
     /// A request has reached the router.
     asked: AtomicBool,
+    /// Bytes have arrived since the last answer: hyper may be holding part
+    /// of the next request, whose `HEADER_READ_TIMEOUT` a park would restart.
+    read_since_answer: AtomicBool,
+    /// The connection is handing its socket back: hyper's shutdown of it
+    /// is skipped.
+    parking: AtomicBool,
 }
 
 impl Activity {
@@ -335,7 +700,14 @@ impl Activity {
             last_millis: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             asked: AtomicBool::new(false),
+            read_since_answer: AtomicBool::new(false),
+            parking: AtomicBool::new(false),
         }
+    }
+
+    /// Idle for at least `after`, with nothing of a next request read.
+    fn parkable(&self, after: Duration) -> bool {
+        !self.read_since_answer.load(Ordering::Relaxed) && self.idle_for() >= after
     }
 
     fn touch(&self) {
@@ -352,7 +724,8 @@ impl Activity {
     }
 }
 
-/// A request in flight on its connection.
+/// A request in flight on its connection, from its head to the end of
+/// its answer.
 struct Busy(Arc<Activity>);
 
 impl Busy {
@@ -366,13 +739,17 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.read_since_answer.store(false, Ordering::Relaxed);
         self.0.touch();
     }
 }
 
-/// A stream that records when it last read or wrote a byte.
+/// A stream that records when it last read or wrote a byte, and first
+/// gives out the bytes read from it earlier (the version sniff's, or
+/// what a parked connection's hyper had read and not parsed).
 struct Tracked<I> {
     inner: I,
+    unread: Bytes,
     activity: Arc<Activity>,
 }
 
@@ -381,8 +758,54 @@ impl<I> Tracked<I> {
         activity.touch();
         Self {
             inner,
+            unread: Bytes::new(),
             activity: Arc::clone(activity),
         }
+    }
+
+    /// Put `earlier` before the bytes not yet given out.
+    fn unread_first(&mut self, earlier: Bytes) {
+        if earlier.is_empty() {
+            return;
+        }
+        if self.unread.is_empty() {
+            self.unread = earlier;
+            return;
+        }
+        let mut both = BytesMut::with_capacity(earlier.len() + self.unread.len());
+        both.extend_from_slice(&earlier);
+        both.extend_from_slice(&self.unread);
+        self.unread = both.freeze();
+    }
+}
+
+impl<I: AsyncRead + Unpin> Tracked<I> {
+    /// Whether the connection speaks HTTP/2: reads until the first bytes
+    /// differ from the preface or complete it, and keeps them unread.
+    async fn sniff(&mut self) -> std::io::Result<Version> {
+        let mut first = [0_u8; H2_PREFACE.len()];
+        let mut filled = 0;
+        while filled < first.len() {
+            let Some(rest) = first.get_mut(filled..) else {
+                break;
+            };
+            let read = tokio::io::AsyncReadExt::read(&mut self.inner, rest).await?;
+            let sniffed = first.get(..filled + read).unwrap_or_default();
+            filled += read;
+            if read == 0 || !H2_PREFACE.starts_with(sniffed) {
+                break;
+            }
+        }
+        let sniffed = first.get(..filled).unwrap_or_default();
+        if filled > 0 {
+            self.activity.touch();
+        }
+        self.unread = Bytes::copy_from_slice(sniffed);
+        Ok(if sniffed == H2_PREFACE {
+            Version::Http2
+        } else {
+            Version::Http1
+        })
     }
 }
 
@@ -392,10 +815,24 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            if let Some(bytes) = self.unread.get(..n) {
+                buf.put_slice(bytes);
+            }
+            self.unread.advance(n);
+            self.activity
+                .read_since_answer
+                .store(true, Ordering::Relaxed);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.activity.touch();
+            self.activity
+                .read_since_answer
+                .store(true, Ordering::Relaxed);
         }
         polled
     }
@@ -435,6 +872,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.activity.parking.load(Ordering::Relaxed) {
+            // The connection is parked, not closed.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

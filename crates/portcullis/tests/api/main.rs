@@ -26,6 +26,7 @@ mod front_helpers;
 mod hardening;
 mod helpers;
 mod hostile;
+mod idle;
 mod interop;
 mod keys;
 mod library;
