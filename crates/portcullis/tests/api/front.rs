@@ -741,6 +741,38 @@ async fn proxy_passes_requests_through() {
     app.stop().await;
 }
 
+/// `X-Forwarded-For` names each request's own peer, however the requests
+/// from several addresses interleave (the value of the last one is kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_forwards_each_peers_own_address() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let upstream = Upstream::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &upstream_toml(&upstream.url(), "none", "")).await;
+    let server: std::net::SocketAddr = addr(&app).parse().unwrap();
+    for peer in [
+        "127.0.0.2",
+        "127.0.0.1",
+        "127.0.0.3",
+        "127.0.0.3",
+        "127.0.0.2",
+    ] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{peer}:0").parse().unwrap()).unwrap();
+        let mut stream = socket.connect(server).await.unwrap();
+        stream
+            .write_all(b"GET /app/who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).await.unwrap();
+        let reply = crate::front_helpers::parse(&bytes);
+        assert_eq!(reply.status, 200);
+        let echo: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(header_values(&echo, "x-forwarded-for"), [peer], "{peer}");
+    }
+    app.stop().await;
+}
+
 /// `strip_prefix = true` forwards `/app/x` as `/x`, and a path in `url`
 /// goes before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
