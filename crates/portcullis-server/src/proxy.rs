@@ -147,7 +147,14 @@ impl Upstream {
             Ok(user) => user,
             Err(e) => return refusal(e, state),
         };
-        let upgrade = upgrade_of(request.headers());
+        // One pass over the few fields a request carries: usually none is
+        // hop-by-hop, and then there is no `Connection: upgrade` either.
+        let hop_by_hop = request.headers().keys().any(is_hop_by_hop);
+        let upgrade = if hop_by_hop {
+            upgrade_of(request.headers())
+        } else {
+            None
+        };
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let Some(uri) = self.upstream_uri(request.uri()) else {
             return ApiError::NotFound.into_response();
@@ -169,7 +176,9 @@ impl Upstream {
         {
             headers.insert(header::HOST, host);
         }
-        strip_hop_by_hop(headers);
+        if hop_by_hop {
+            remove_hop_by_hop(headers);
+        }
         let identity = &state.http().identity;
         identity.remove(headers);
         if let Some(user) = &user {
@@ -211,7 +220,9 @@ impl Upstream {
             return Response::from_parts(parts, Body::empty());
         }
         let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        if parts.headers.keys().any(is_hop_by_hop) {
+            remove_hop_by_hop(&mut parts.headers);
+        }
         Response::from_parts(
             parts,
             Body::new(UpstreamBody::new(body, timeouts.read, lease)),
@@ -327,13 +338,10 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// RFC 9110 §7.6.1: the fields `Connection` names, and the fixed
-/// hop-by-hop ones, end at this hop.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the few fields most messages carry, instead of a
-    // lookup per hop-by-hop name: usually there is nothing to remove.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
+/// hop-by-hop ones, end at this hop. Called only when a field is one
+/// (`is_hop_by_hop`: one pass over the few fields most messages carry,
+/// instead of a lookup per hop-by-hop name, as usually none is).
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
