@@ -48,8 +48,8 @@ pub enum AuthMode {
 pub struct ProxyTimeouts {
     /// Opening a connection to the upstream.
     pub connect: Duration,
-    /// Waiting for the response head, and then between two reads of its
-    /// body (nginx's `proxy_read_timeout`).
+    /// Waiting for the response head once the connection is open, and then
+    /// between two reads of its body (nginx's `proxy_read_timeout`).
     pub read: Duration,
 }
 
@@ -147,7 +147,14 @@ impl Upstream {
             Ok(user) => user,
             Err(e) => return refusal(e, state),
         };
-        let upgrade = upgrade_of(request.headers());
+        // One pass over the few fields a request carries: usually none is
+        // hop-by-hop, and then there is no `Connection: upgrade` either.
+        let hop_by_hop = request.headers().keys().any(is_hop_by_hop);
+        let upgrade = if hop_by_hop {
+            upgrade_of(request.headers())
+        } else {
+            None
+        };
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let Some(uri) = self.upstream_uri(request.uri()) else {
             return ApiError::NotFound.into_response();
@@ -169,16 +176,17 @@ impl Upstream {
         {
             headers.insert(header::HOST, host);
         }
-        strip_hop_by_hop(headers);
+        if hop_by_hop {
+            remove_hop_by_hop(headers);
+        }
         let identity = &state.http().identity;
         identity.remove(headers);
         if let Some(user) = &user {
             identity.insert(headers, user);
         }
-        forwarded_headers(headers, peer, proto);
         // An HTTP/1.0 client may name no host; HTTP/1.1 requires one, and
         // the upstream's own name goes (with no `X-Forwarded-Host`).
-        if !headers.contains_key(header::HOST)
+        if !forwarded_headers(headers, peer, proto)
             && let Ok(host) = HeaderValue::from_str(self.authority.as_str())
         {
             headers.insert(header::HOST, host);
@@ -192,28 +200,32 @@ impl Upstream {
         // client spoke to us.
         parts.version = Version::HTTP_11;
         let outgoing = Request::from_parts(parts, body);
-        let exchange = self.pool.send(&self.authority, outgoing, timeouts.connect);
-        let (mut response, lease) = match tokio::time::timeout(timeouts.read, exchange).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return self.failure(&e),
-            Err(_) => {
-                tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "the upstream did not answer in time");
-                return gateway_timeout();
-            }
+        let (mut response, lease) = match self.pool.send(&self.authority, outgoing, timeouts).await
+        {
+            Ok(answer) => answer,
+            Err(e) => return self.failure(&e),
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade
         {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            // The connection hands its socket to the upgrade once driven
+            // past the 101, and the tunnel outlives this request: a task
+            // of its own (an upgrade is rare, a request is not).
+            tokio::spawn(async move {
+                lease.finish().await;
+                tunnel(client_upgrade, upstream_upgrade).await;
+            });
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, Body::empty());
         }
         let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        if parts.headers.keys().any(is_hop_by_hop) {
+            remove_hop_by_hop(&mut parts.headers);
+        }
         Response::from_parts(
             parts,
-            Body::new(IdleTimeout::new(body, timeouts.read, lease)),
+            Body::new(UpstreamBody::new(body, timeouts.read, lease)),
         )
     }
 
@@ -251,6 +263,10 @@ impl Upstream {
     /// 504 for a connection attempt that timed out.
     fn failure(&self, e: &SendError) -> Response {
         let timed_out = match e {
+            SendError::ReadTimeout => {
+                tracing::warn!(upstream = %self.authority, prefix = %self.prefix, "the upstream did not answer in time");
+                return gateway_timeout();
+            }
             SendError::ConnectTimeout => true,
             SendError::Connect(e) => e.kind() == std::io::ErrorKind::TimedOut,
             SendError::Http(_) => false,
@@ -322,13 +338,10 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// RFC 9110 §7.6.1: the fields `Connection` names, and the fixed
-/// hop-by-hop ones, end at this hop.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the few fields most messages carry, instead of a
-    // lookup per hop-by-hop name: usually there is nothing to remove.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
+/// hop-by-hop ones, end at this hop. Called only when a field is one
+/// (`is_hop_by_hop`: one pass over the few fields most messages carry,
+/// instead of a lookup per hop-by-hop name, as usually none is).
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -378,29 +391,70 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// `X-Forwarded-For` with the peer appended (nginx's
 /// `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`, and
-/// `X-Forwarded-Host` from the client's `Host`.
-fn forwarded_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, proto: &'static str) {
+/// `X-Forwarded-Host` from the client's `Host`. Whether there is a `Host`.
+fn forwarded_headers(
+    headers: &mut HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    proto: &'static str,
+) -> bool {
     const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
     if let Some(peer) = peer {
-        let mut value = String::with_capacity(48);
-        for earlier in headers.get_all(&FOR).iter().filter_map(|v| v.to_str().ok()) {
-            value.push_str(earlier);
-            value.push_str(", ");
-        }
-        // Writing to a String cannot fail.
-        let _ = portcullis_http::write_ip(&mut value, peer);
-        // The String's buffer becomes the value's: no second copy.
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+        let mut earlier = headers
+            .get_all(&FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .peekable();
+        let value = if earlier.peek().is_none() {
+            peer_value(peer)
+        } else {
+            let mut value = String::with_capacity(48);
+            for earlier in earlier {
+                value.push_str(earlier);
+                value.push_str(", ");
+            }
+            // Writing to a String cannot fail.
+            let _ = portcullis_http::write_ip(&mut value, peer);
+            // The String's buffer becomes the value's: no second copy.
+            HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
+        };
+        if let Some(value) = value {
             headers.insert(FOR, value);
         }
     }
     headers.insert(PROTO, HeaderValue::from_static(proto));
-    match headers.get(header::HOST).cloned() {
-        Some(host) => drop(headers.insert(HOST, host)),
-        None => drop(headers.remove(HOST)),
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        headers.insert(HOST, host);
+        true
+    } else {
+        headers.remove(HOST);
+        false
     }
+}
+
+/// `peer` as a header value, kept for the last peer seen on this thread:
+/// a keep-alive client's requests, and all of them behind a load balancer,
+/// come from one address, and its value is then a reference count instead
+/// of an address formatted, checked and copied into two allocations.
+fn peer_value(peer: std::net::IpAddr) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((ip, value)) = last
+            && *ip == peer
+        {
+            return Some(value.clone());
+        }
+        let mut text = String::with_capacity(39);
+        // Writing to a String cannot fail.
+        let _ = portcullis_http::write_ip(&mut text, peer);
+        let value = HeaderValue::from_str(&text).ok()?;
+        *last = Some((peer, value.clone()));
+        Some(value)
+    })
 }
 
 /// Copy bytes both ways once both sides have switched protocols.
@@ -419,37 +473,68 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 /// The upstream's body with `UPSTREAM_READ_TIMEOUT` between two frames: a
 /// stalled upstream ends the response instead of holding it forever.
 ///
-/// The timer is armed only when the body first has to wait: a small body
-/// that arrived with the head costs no timer at all.
+/// The connection's timer is started again only when the body first has
+/// to wait: a small body that arrived with the head costs nothing there.
 ///
-/// It also holds the connection's [`Lease`]: a body read to its end puts
-/// the connection back for the next request.
-struct IdleTimeout {
+/// It also holds the connection's [`Lease`] and drives the connection
+/// whenever `inner` has nothing ready: that poll is what reads the next
+/// part of the upstream's answer into `inner` (and writes what is left of
+/// the client's request), in the task that sends the response. A body
+/// read to its end puts the connection back for the next request.
+struct UpstreamBody {
     inner: Incoming,
     timeout: Duration,
     lease: Option<Lease>,
     /// Whether `inner` said it has no more frames.
     ended: bool,
-    /// Armed at the first wait, re-armed for each wait after a frame.
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether a frame came since the timer was last armed.
+    /// Whether a frame came since the connection's timer was last started.
     progressed: bool,
 }
 
-impl IdleTimeout {
+impl UpstreamBody {
     fn new(inner: Incoming, timeout: Duration, lease: Lease) -> Self {
         Self {
             inner,
             timeout,
             lease: Some(lease),
             ended: false,
-            sleep: None,
             progressed: true,
         }
     }
 }
 
-impl http_body::Body for IdleTimeout {
+impl UpstreamBody {
+    /// `inner`'s next frame, the connection driven for it when none is
+    /// ready. Only that connection puts frames into `inner`, and only when
+    /// polled here: while there is one, `inner` needs no waker of its own
+    /// (see [`Lease::drive_quietly`] for why wake-ups are avoided).
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        use http_body::Body as _;
+        let Some(lease) = &mut self.lease else {
+            return Pin::new(&mut self.inner).poll_frame(cx);
+        };
+        let quiet = &mut Context::from_waker(std::task::Waker::noop());
+        let mut inner = Pin::new(&mut self.inner);
+        if let Poll::Ready(frame) = inner.as_mut().poll_frame(quiet) {
+            return Poll::Ready(frame);
+        }
+        if lease.drive_quietly() {
+            if let Poll::Ready(frame) = inner.as_mut().poll_frame(quiet) {
+                return Poll::Ready(frame);
+            }
+            if lease.drive_and_wait(cx) {
+                return inner.poll_frame(quiet);
+            }
+        }
+        // The connection ended: what it sent is all in `inner` already.
+        inner.poll_frame(cx)
+    }
+}
+
+impl http_body::Body for UpstreamBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -458,28 +543,28 @@ impl http_body::Body for IdleTimeout {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match this.poll_inner(cx) {
             Poll::Ready(frame) => {
                 this.progressed = true;
                 this.ended = frame.is_none();
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
+                // Pending only while there is a connection to wait for.
+                let Some(lease) = &mut this.lease else {
+                    return Poll::Pending;
+                };
                 // The wait starts now: the time since the last frame is
                 // what the limit bounds.
                 if this.progressed {
                     this.progressed = false;
-                    let deadline = tokio::time::Instant::now() + this.timeout;
-                    match &mut this.sleep {
-                        Some(sleep) => sleep.as_mut().reset(deadline),
-                        None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
+                    lease.start_timeout(this.timeout);
                 }
-                match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-                    Some(Poll::Ready(())) => {
+                match lease.poll_timeout(cx) {
+                    Poll::Ready(()) => {
                         Poll::Ready(Some(Err("the upstream stopped sending".into())))
                     }
-                    _ => Poll::Pending,
+                    Poll::Pending => Poll::Pending,
                 }
             }
         }
@@ -494,7 +579,7 @@ impl http_body::Body for IdleTimeout {
     }
 }
 
-impl Drop for IdleTimeout {
+impl Drop for UpstreamBody {
     /// The server drops a body once it has sent it, often without asking
     /// for the end it already knows of (`is_end_stream`); a body dropped
     /// part-way (the client went away, an error) closes its connection.

@@ -741,6 +741,38 @@ async fn proxy_passes_requests_through() {
     app.stop().await;
 }
 
+/// `X-Forwarded-For` names each request's own peer, however the requests
+/// from several addresses interleave (the value of the last one is kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_forwards_each_peers_own_address() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let upstream = Upstream::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &upstream_toml(&upstream.url(), "none", "")).await;
+    let server: std::net::SocketAddr = addr(&app).parse().unwrap();
+    for peer in [
+        "127.0.0.2",
+        "127.0.0.1",
+        "127.0.0.3",
+        "127.0.0.3",
+        "127.0.0.2",
+    ] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{peer}:0").parse().unwrap()).unwrap();
+        let mut stream = socket.connect(server).await.unwrap();
+        stream
+            .write_all(b"GET /app/who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).await.unwrap();
+        let reply = crate::front_helpers::parse(&bytes);
+        assert_eq!(reply.status, 200);
+        let echo: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(header_values(&echo, "x-forwarded-for"), [peer], "{peer}");
+    }
+    app.stop().await;
+}
+
 /// `strip_prefix = true` forwards `/app/x` as `/x`, and a path in `url`
 /// goes before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1095,6 +1127,175 @@ async fn proxy_passes_websocket_upgrades() {
             .unwrap();
         assert_eq!(buf, format!("echo:{message}").as_bytes());
     }
+    app.stop().await;
+}
+
+/// Concurrent requests each get their own upstream connection and their
+/// own answer, with bodies of many reads each way; once done, the
+/// connections are all kept, so as many concurrent requests again open
+/// none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_keeps_concurrent_connections() {
+    let upstream = Upstream::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &upstream_toml(&upstream.url(), "none", "")).await;
+    let round = |round: usize| {
+        let requests = (0..8).map(|i| {
+            // 200 KB: many reads and writes on both connections.
+            let body = format!("{round}-{i}:{}", "x".repeat(200_000));
+            let request = app.client.post(app.url("/app/echo")).body(body.clone());
+            async move {
+                let reply = Reply::read(request.send().await.unwrap()).await;
+                assert_eq!(reply.status, 200);
+                let echo: Value = serde_json::from_str(&reply.body).unwrap();
+                assert_eq!(echo["body"].as_str(), Some(body.as_str()));
+                echo["peer"].as_str().unwrap().to_owned()
+            }
+        });
+        futures_util::future::join_all(requests)
+    };
+    let first: std::collections::HashSet<String> = round(1).await.into_iter().collect();
+    let second: std::collections::HashSet<String> = round(2).await.into_iter().collect();
+    assert!(
+        second.is_subset(&first),
+        "{second:?} is not within {first:?}"
+    );
+    app.stop().await;
+}
+
+/// `UPSTREAM_READ_TIMEOUT` also bounds the wait between two reads of the
+/// body: an upstream that sends a first chunk and then nothing has the
+/// response cut (the client sees the body fail), not held open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_read_timeout_cuts_a_stalled_body() {
+    let upstream = Upstream::start().await;
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &upstream_toml(&upstream.url(), "none", "upstream_read_timeout = 1\n"),
+    )
+    .await;
+    let mut response = app.client.get(app.url("/app/stream")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"first");
+    // `/stream` is never released: its second chunk never comes.
+    let started = std::time::Instant::now();
+    let rest = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("the stalled body must be cut by the read timeout");
+    assert!(rest.is_err(), "{rest:?}");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    app.stop().await;
+}
+
+/// An upstream that answers before it has read the request's body (here
+/// at once after the head) still gets the whole body, which the client
+/// sends after the answer; the connection then carries the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_finishes_a_request_answered_early() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    // (connection number, request line, body) for every request.
+    let seen: Arc<Mutex<Vec<(usize, String, String)>>> = Arc::default();
+    let got_body = Arc::new(tokio::sync::Notify::new());
+    let (record, notify) = (Arc::clone(&seen), Arc::clone(&got_body));
+    let upstream = tokio::spawn(async move {
+        for connection in 0.. {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (record, notify) = (Arc::clone(&record), Arc::clone(&notify));
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end;
+                        }
+                        let n = socket.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let line = head.lines().next().unwrap().to_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    let early = line.contains("/early");
+                    if early {
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly";
+                        socket.write_all(answer).await.unwrap();
+                    }
+                    while buf.len() < length {
+                        let n = socket.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body: Vec<u8> = buf.drain(..length).collect();
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    record.lock().unwrap().push((connection, line, body));
+                    notify.notify_one();
+                    if !early {
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        socket.write_all(answer).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &upstream_toml(&format!("http://{upstream_addr}"), "none", ""),
+    )
+    .await;
+    let mut client = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    client
+        .write_all(b"POST /app/early HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    // The answer comes while half the body is still with the client.
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"early") {
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut byte))
+            .await
+            .expect("the early answer must come before the body is sent")
+            .unwrap();
+        answer.push(byte[0]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    client.write_all(b"world").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), got_body.notified())
+        .await
+        .expect("the rest of the body must reach the upstream");
+    // The connection goes back to the pool once its request is written,
+    // a moment after the upstream has read it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = app.get("/app/after", None).await;
+    assert_eq!((next.status, next.body.as_str()), (200, "ok"));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            (
+                0,
+                "POST /app/early HTTP/1.1".to_owned(),
+                "helloworld".to_owned()
+            ),
+            (0, "GET /app/after HTTP/1.1".to_owned(), String::new()),
+        ]
+    );
+    upstream.abort();
     app.stop().await;
 }
 
