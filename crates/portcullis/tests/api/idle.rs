@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-use crate::helpers::{Served, closed_within, read_raw_reply, serve_in};
+use crate::helpers::{Served, TestCert, closed_within, read_raw_reply, serve_in};
 
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
 const OK: &str = r#"{"status":"ok"}"#;
@@ -22,8 +22,12 @@ async fn parked(served: &Served) -> f64 {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
+    parked_with(&client, &served.url("/metrics")).await
+}
+
+async fn parked_with(client: &reqwest::Client, metrics: &str) -> f64 {
     let page = client
-        .get(served.url("/metrics"))
+        .get(metrics)
         .send()
         .await
         .unwrap()
@@ -162,6 +166,38 @@ async fn http2_by_prior_knowledge_is_served_on_plain_tcp() {
     // HTTP/2 connections are never parked.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(parked(&served).await.abs() < f64::EPSILON);
+    let (code, log) = served.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tls_connection_is_parked_and_serves_its_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new(dir.path(), "server");
+    let mut command = serve_in(dir.path());
+    command
+        .env("PORTCULLIS_TLS_CERT_FILE", &cert.cert_file)
+        .env("PORTCULLIS_TLS_KEY_FILE", &cert.key_file);
+    let served = Served::start(command).await.unwrap();
+    let addr: std::net::SocketAddr = served.addr.parse().unwrap();
+    let base = format!("https://localhost:{}", addr.port());
+    // One kept-alive HTTP/1.1 connection; each scrape on a client of its
+    // own, dropped (and so closed) after it.
+    let kept = cert.client(addr, true);
+    let scrape =
+        || async { parked_with(&cert.client(addr, true), &format!("{base}/metrics")).await };
+    let health = format!("{base}/healthz");
+    for _ in 0..3 {
+        let response = kept.get(&health).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), OK);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while (scrape().await - 1.0).abs() >= f64::EPSILON {
+            assert!(tokio::time::Instant::now() < deadline, "{}", served.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(kept);
     let (code, log) = served.terminate().await;
     assert_eq!(code, 0, "{log}");
 }
