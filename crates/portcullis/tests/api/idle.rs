@@ -104,7 +104,7 @@ async fn a_request_begun_before_the_park_is_not_lost() {
     let mut pipelined = HEALTH.to_vec();
     pipelined.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHo");
     assert_eq!(ask(&mut stream, &pipelined).await, (200, OK.to_owned()));
-    // Far longer than the 100 ms after which an idle connection is
+    // Far longer than the 50 ms after which an idle connection is
     // parked, shorter than HEADER_READ_TIMEOUT.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
