@@ -1,6 +1,8 @@
-//! The accept loop: hyper-util's HTTP/1.1 + HTTP/2 connection builder over
-//! plain TCP or rustls, with the limits that keep slow or greedy clients
-//! from tying the server up, and a bounded graceful shutdown.
+//! The accept loop: hyper's HTTP/1.1 and HTTP/2 connections over plain TCP
+//! or rustls (the version read off the first bytes), with the limits that
+//! keep slow or greedy clients from tying the server up, idle HTTP/1.1
+//! connections parked without hyper's state (see `Connection::keep`), and
+//! a bounded graceful shutdown.
 //!
 //! Why not `axum::serve`: it has no TLS, no connection limit, no idle or
 //! header timeouts and no bound on the drain. The router stays one
@@ -14,7 +16,8 @@
 //!   arrive within it, else the connection is closed (a slowloris client
 //!   sending a byte a second loses its connection).
 //! - `KEEP_ALIVE_TIMEOUT`: a connection with no request in flight and no
-//!   bytes either way for this long is closed (HTTP/1.1 and HTTP/2).
+//!   bytes either way for this long is closed (HTTP/1.1 and HTTP/2; a
+//!   parked HTTP/1.1 connection at the next sweep after it).
 //! - `MAX_HEADER_BYTES`: 431 (HTTP/1.1) or a stream reset (HTTP/2).
 //! - `MAX_BODY_BYTES`: 413, `REQUEST_TIMEOUT`: 408 (see the middleware).
 
