@@ -234,7 +234,10 @@ fn builders(settings: &ServerSettings) -> Builders {
     let mut http1 = http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // HEADER_READ_TIMEOUT is ours (`Activity::head_overdue`, looked at
+        // every PARK_AFTER): hyper's made, armed and dropped a timer for
+        // every request, 3% of an authenticated request's instructions.
+        .header_read_timeout(None)
         .max_buf_size(settings.max_header_bytes);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
     http2
@@ -548,9 +551,16 @@ impl Connection {
                     closing = true;
                 }
                 _ = tick.tick(), if !closing && !parking => {
-                    // A client that never completes a first request (say, an
-                    // HTTP/2 preface sent a byte at a time, which hyper's
-                    // HTTP/1 header timeout does not see) is cut as slow.
+                    // HTTP/1.1: a request head begun and not finished within
+                    // HEADER_READ_TIMEOUT (slowloris) ends the connection, as
+                    // hyper's own timeout did: no answer, the socket closed.
+                    if parkable && activity.head_overdue(header_read_timeout) {
+                        tracing::debug!(remote = %remote, "closing a connection whose request head is late (HEADER_READ_TIMEOUT)");
+                        return Ended::Closed;
+                    }
+                    // A client that never completes a first request (an
+                    // HTTP/2 client that sends its settings and then nothing)
+                    // is cut as slow.
                     let never_asked = !activity.asked.load(Ordering::Relaxed)
                         && activity.epoch.elapsed() >= header_read_timeout;
                     if never_asked || activity.idle_for() >= idle_limit {
@@ -718,6 +728,8 @@ struct Activity {
     /// Bytes have arrived since the last answer: hyper may be holding part
     /// of the next request, whose `HEADER_READ_TIMEOUT` a park would restart.
     read_since_answer: AtomicBool,
+    /// When the first of those bytes came (milliseconds since `epoch`).
+    head_started_millis: AtomicU64,
     /// The connection is handing its socket back: hyper's shutdown of it
     /// is skipped.
     parking: AtomicBool,
@@ -731,6 +743,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             asked: AtomicBool::new(false),
             read_since_answer: AtomicBool::new(false),
+            head_started_millis: AtomicU64::new(0),
             parking: AtomicBool::new(false),
         }
     }
@@ -741,8 +754,34 @@ impl Activity {
     }
 
     fn touch(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_millis.store(now, Ordering::Relaxed);
+        self.last_millis.store(self.millis_now(), Ordering::Relaxed);
+    }
+
+    /// Bytes of a request have come in: the first since an answer starts
+    /// the clock of its head.
+    fn began_reading(&self) {
+        if !self.read_since_answer.load(Ordering::Relaxed) {
+            self.read_since_answer.store(true, Ordering::Relaxed);
+            self.head_started_millis
+                .store(self.millis_now(), Ordering::Relaxed);
+        }
+    }
+
+    /// A request has begun to arrive and its head has not been parsed
+    /// within `limit`. (Bytes that come while a request is in flight are
+    /// the next one's; if its head is complete it is parsed as soon as the
+    /// answer is out, and if not, its clock started with its first bytes.)
+    fn head_overdue(&self, limit: Duration) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && self.read_since_answer.load(Ordering::Relaxed)
+            && Duration::from_millis(
+                self.millis_now()
+                    .saturating_sub(self.head_started_millis.load(Ordering::Relaxed)),
+            ) >= limit
+    }
+
+    fn millis_now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn idle_for(&self) -> Duration {
@@ -851,18 +890,14 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
                 buf.put_slice(bytes);
             }
             self.unread.advance(n);
-            self.activity
-                .read_since_answer
-                .store(true, Ordering::Relaxed);
+            self.activity.began_reading();
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.activity.touch();
-            self.activity
-                .read_since_answer
-                .store(true, Ordering::Relaxed);
+            self.activity.began_reading();
         }
         polled
     }

@@ -178,3 +178,36 @@ async fn slow_clients_are_cut_at_header_read_timeout() {
     assert_eq!(app.get("/healthz", None).await.status, 200);
     app.stop().await;
 }
+
+/// The head of a kept-alive connection's next request has the same
+/// `HEADER_READ_TIMEOUT`, counted from its first byte: waiting idle before
+/// it does not count, dripping it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_request_head_that_drips_is_cut_at_header_read_timeout() {
+    let app = TestApp::spawn(Backend::Sqlite, "header_read_timeout = 2\n").await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(HEALTH).await.unwrap();
+    assert_eq!(read_raw_reply(&mut stream).await.unwrap().status, 200);
+    // Idle for longer than HEADER_READ_TIMEOUT, then a whole request.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stream.write_all(HEALTH).await.unwrap();
+    let reply = read_raw_reply(&mut stream).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, r#"{"status":"ok"}"#)
+    );
+    // Then a head a byte every 300 ms: 44 bytes would take 13 s.
+    let mut cut_while_writing = false;
+    for byte in HEALTH {
+        if stream.write_all(&[*byte]).await.is_err() {
+            cut_while_writing = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        cut_while_writing || closed_within(&mut stream, Duration::from_secs(1)).await,
+        "the dripping head was not cut"
+    );
+    app.stop().await;
+}
