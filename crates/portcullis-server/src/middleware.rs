@@ -50,8 +50,9 @@ pub(crate) async fn middleware(
     // A shared string: cloned, not copied.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    // The query is left out of the log: it may carry a token.
-    let path = request.uri().path().to_owned();
+    // The query is left out of the log: it may carry a token. The URI is
+    // kept rather than its path copied: it shares hyper's bytes.
+    let uri = request.uri().clone();
     let remote = request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -66,9 +67,13 @@ pub(crate) async fn middleware(
         ApiError::PayloadTooLarge(config.max_body_bytes).into_response()
     } else {
         // A body without a (truthful) Content-Length is cut at the limit
-        // while it streams; readers see an error and answer 413.
-        let request = request
-            .map(|body| Body::new(http_body_util::Limited::new(body, config.max_body_bytes)));
+        // while it streams; readers see an error and answer 413. A request
+        // with no body (most of them) is not wrapped.
+        let request = if http_body::Body::is_end_stream(request.body()) {
+            request
+        } else {
+            request.map(|body| Body::new(http_body_util::Limited::new(body, config.max_body_bytes)))
+        };
         let served = portcullis_http::request_id::scope(id.clone(), next.run(request));
         match tokio::time::timeout(config.request_timeout, served.instrument(span)).await {
             Ok(response) => response,
@@ -93,7 +98,7 @@ pub(crate) async fn middleware(
                 request_id: id.to_str().unwrap_or_default(),
                 remote,
                 method: method.as_str(),
-                path: &path,
+                path: uri.path(),
                 route,
                 version,
                 status,
