@@ -137,7 +137,11 @@ pub async fn serve(
         settings: Arc::clone(&settings),
         sweep: tokio::sync::Notify::new(),
     });
-    let sweeper = tokio::spawn({
+    // In a JoinSet so that it is aborted however `serve` ends, also when
+    // its own task is (a dropped `serve` must not leave it holding the
+    // router and, through it, the store).
+    let mut sweeper = JoinSet::new();
+    sweeper.spawn({
         let shared = Arc::clone(&shared);
         let period = sweep_period(settings.keep_alive_timeout);
         async move {
@@ -207,7 +211,7 @@ pub async fn serve(
         );
         connections.shutdown().await;
     }
-    sweeper.abort();
+    sweeper.abort_all();
 }
 
 /// How often parked connections look at the clock: a tenth of
@@ -400,7 +404,13 @@ impl Connection {
                     .http2
                     .serve_connection(TokioIo::new(io), self.service(activity));
                 tokio::pin!(connection);
-                self.serve(connection, activity, false).await;
+                self.serve(
+                    connection,
+                    activity,
+                    false,
+                    http2::Connection::graceful_shutdown,
+                )
+                .await;
                 None
             }
             Ok(Err(e)) => {
@@ -414,7 +424,8 @@ impl Connection {
         }
     }
 
-    /// The service that hands this connection's requests to the router.
+    /// The service that hands this connection's requests to the router,
+    /// with what the handlers learn of the connection.
     fn service(
         &self,
         activity: &Arc<Activity>,
@@ -429,12 +440,21 @@ impl Connection {
         } else {
             "http"
         });
-        service(
-            self.shared.router.clone(),
-            self.remote,
-            scheme,
-            Arc::clone(activity),
-        )
+        let remote = self.remote;
+        let router = self.shared.router.clone();
+        let activity = Arc::clone(activity);
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            request.extensions_mut().insert(scheme);
+            let busy = Busy::new(&activity);
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request.map(axum::body::Body::new)).await;
+                // The request stays in flight until hyper has sent the
+                // whole body and dropped it.
+                response.map(|response| response.map(|body| Answering { body, _busy: busy }))
+            }
+        })
     }
 
     /// One hyper HTTP/1.1 connection on `io`, until it ends; the socket
@@ -451,7 +471,15 @@ impl Connection {
             .http1
             .serve_connection(TokioIo::new(io), self.service(activity))
             .with_upgrades();
-        if let Ended::Closed = self.serve(Pin::new(&mut connection), activity, true).await {
+        let ended = self
+            .serve(
+                Pin::new(&mut connection),
+                activity,
+                true,
+                http1::UpgradeableConnection::graceful_shutdown,
+            )
+            .await;
+        if let Ended::Closed = ended {
             return None;
         }
         let parts = connection.into_parts()?;
@@ -515,18 +543,20 @@ impl Connection {
         }
     }
 
-    /// Drive `connection` until it ends: a graceful shutdown when the
-    /// server stops or the connection has been idle for `KEEP_ALIVE_TIMEOUT`,
-    /// and, when `parkable`, a hand-back ([`Ended::Parked`]) once it has
-    /// been idle for [`PARK_AFTER`].
+    /// Drive `connection` until it ends: a `graceful_shutdown` when the
+    /// server stops or the connection has been idle for `KEEP_ALIVE_TIMEOUT`;
+    /// for `http1`, also the end of a request head late past
+    /// `HEADER_READ_TIMEOUT` and a hand-back ([`Ended::Parked`]) once idle
+    /// for [`PARK_AFTER`].
     async fn serve<C>(
         &mut self,
         mut connection: Pin<&mut C>,
         activity: &Activity,
-        parkable: bool,
+        http1: bool,
+        graceful_shutdown: fn(Pin<&mut C>),
     ) -> Ended
     where
-        C: Future<Output = hyper::Result<()>> + GracefulShutdown,
+        C: Future<Output = hyper::Result<()>>,
     {
         let remote = self.remote;
         let settings = &self.shared.settings;
@@ -547,14 +577,14 @@ impl Connection {
                 }
                 () = stopped(&mut self.stop), if !closing => {
                     // HTTP/1.1: close after the current response; HTTP/2: GOAWAY.
-                    connection.as_mut().graceful_shutdown();
+                    graceful_shutdown(connection.as_mut());
                     closing = true;
                 }
                 _ = tick.tick(), if !closing && !parking => {
                     // HTTP/1.1: a request head begun and not finished within
                     // HEADER_READ_TIMEOUT (slowloris) ends the connection, as
                     // hyper's own timeout did: no answer, the socket closed.
-                    if parkable && activity.head_overdue(header_read_timeout) {
+                    if http1 && activity.head_overdue(header_read_timeout) {
                         tracing::debug!(remote = %remote, "closing a connection whose request head is late (HEADER_READ_TIMEOUT)");
                         return Ended::Closed;
                     }
@@ -565,52 +595,20 @@ impl Connection {
                         && activity.epoch.elapsed() >= header_read_timeout;
                     if never_asked || activity.idle_for() >= idle_limit {
                         tracing::debug!(remote = %remote, "closing an idle connection (KEEP_ALIVE_TIMEOUT)");
-                        connection.as_mut().graceful_shutdown();
+                        graceful_shutdown(connection.as_mut());
                         closing = true;
-                    } else if parkable && activity.parkable(PARK_AFTER) {
+                    } else if http1 && activity.parkable(PARK_AFTER) {
                         // hyper ends an idle HTTP/1.1 connection at once on a
                         // graceful shutdown; the socket's shutdown is skipped
                         // (Tracked::poll_shutdown) and the socket handed back.
                         activity.parking.store(true, Ordering::Relaxed);
-                        connection.as_mut().graceful_shutdown();
+                        graceful_shutdown(connection.as_mut());
                         parking = true;
                     }
                 }
             }
         }
     }
-}
-
-/// The service that hands a connection's requests to the router, with
-/// what the handlers learn of the connection.
-fn service(
-    router: Router,
-    remote: SocketAddr,
-    scheme: ForwardedProto,
-    activity: Arc<Activity>,
-) -> impl hyper::service::Service<
-    hyper::Request<Incoming>,
-    Response = hyper::Response<Answering>,
-    Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<hyper::Response<Answering>, std::convert::Infallible>>
-             + Send
-             + 'static,
-> + Clone
-+ Send
-+ Unpin
-+ 'static {
-    hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(remote));
-        request.extensions_mut().insert(scheme);
-        let busy = Busy::new(&activity);
-        let router = router.clone();
-        async move {
-            let response = router.oneshot(request.map(axum::body::Body::new)).await;
-            // The request stays in flight until hyper has sent the whole
-            // body and dropped it.
-            response.map(|response| response.map(|body| Answering { body, _busy: busy }))
-        }
-    })
 }
 
 /// A response body that keeps its request counted as in flight: a
@@ -637,38 +635,6 @@ impl hyper::body::Body for Answering {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::Body::size_hint(&self.body)
-    }
-}
-
-/// The graceful shutdown of an HTTP/1.1 or HTTP/2 connection.
-trait GracefulShutdown {
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S, B> GracefulShutdown for http1::UpgradeableConnection<I, S>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        http1::UpgradeableConnection::graceful_shutdown(self);
-    }
-}
-
-impl<I, S, B> GracefulShutdown for http2::Connection<I, S, TokioExecutor>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        http2::Connection::graceful_shutdown(self);
     }
 }
 

@@ -1154,10 +1154,20 @@ async fn proxy_keeps_concurrent_connections() {
         futures_util::future::join_all(requests)
     };
     let first: std::collections::HashSet<String> = round(1).await.into_iter().collect();
+    // A connection goes back to the pool once the server has sent its
+    // body's end, which can be just after the client has read the body:
+    // let the first round's connections come back before the second asks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let second: std::collections::HashSet<String> = round(2).await.into_iter().collect();
+    // Eight requests at a time never need more than eight connections if
+    // the kept ones are reused. (The first round may itself use fewer, one
+    // connection carrying two of its requests one after the other; then
+    // the second may open the rest, so it need not be within the first.)
+    let all: std::collections::HashSet<&String> = first.union(&second).collect();
     assert!(
-        second.is_subset(&first),
-        "{second:?} is not within {first:?}"
+        all.len() <= 8,
+        "{} connections for rounds of 8: {second:?} after {first:?}",
+        all.len()
     );
     app.stop().await;
 }
